@@ -17,7 +17,12 @@ type Config struct {
 	HTTP           HTTP           `yaml:"http"`
 	Log            Log            `yaml:"log"`
 	CDC            CDC            `yaml:"cdc"`
+	BubbleUp       BubbleUp       `yaml:"bubbleup"`
 	Model          Model          `yaml:"model"`
+
+	// src records the file lines and environment overrides behind the values so that problems
+	// found later point at them. Set by Parse; nil for a Config built in code.
+	src *source
 }
 
 // Postgres is the source database.
@@ -112,6 +117,46 @@ type CDC struct {
 	// ManageReplicaIdentity sets REPLICA IDENTITY FULL on subordinate tables whose deletes would
 	// otherwise lack the parent key. Default false (start fails with the statement to run).
 	ManageReplicaIdentity bool `yaml:"manage_replica_identity"`
+}
+
+// BubbleUp settings of the bubble-up stage (package pipeline). Call SetDefaults (or Config's) to
+// fill unset fields.
+type BubbleUp struct {
+	// Group is the stage's consumer group name; the Kafka group id is kafka.topic_prefix + Group
+	// and the state changelog topic is kafka.topic_prefix + Group + ".changelog". Every member of
+	// one bubble-up deployment uses the same Group. Default "bubbleup".
+	Group string `yaml:"group"`
+	// StateDir holds the local state store (Pebble). It is a cache of the changelog topic and is
+	// rebuilt from it on every partition assignment. Default: a fresh directory under the OS temp
+	// dir, removed on exit.
+	StateDir string `yaml:"state_dir"`
+	// EmitReads makes rows of the initial snapshot (op read) emit "created" snapshots, one per
+	// root. Default false: they only build state.
+	EmitReads bool `yaml:"emit_reads"`
+	// TransactionTimeout is the Kafka transaction timeout of the stage's producer. Default 60s.
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// MaxPollRecords bounds the records consumed in one Kafka transaction. Default 10000.
+	MaxPollRecords int `yaml:"max_poll_records"`
+}
+
+// The bubble-up defaults.
+const (
+	DefaultBubbleUpGroup              = "bubbleup"
+	DefaultBubbleUpTransactionTimeout = 60 * time.Second
+	DefaultBubbleUpMaxPollRecords     = 10000
+)
+
+// SetDefaults fills every unset bubble-up field with its default.
+func (b *BubbleUp) SetDefaults() {
+	if b.Group == "" {
+		b.Group = DefaultBubbleUpGroup
+	}
+	if b.TransactionTimeout == 0 {
+		b.TransactionTimeout = DefaultBubbleUpTransactionTimeout
+	}
+	if b.MaxPollRecords == 0 {
+		b.MaxPollRecords = DefaultBubbleUpMaxPollRecords
+	}
 }
 
 // Model is the entity model: which tables form which root objects.
