@@ -14,6 +14,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		newVersionCommand(),
 		newConfigCommand(),
+		newDevCommand(),
 	)
 	return root
 }
