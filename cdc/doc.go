@@ -1,0 +1,36 @@
+// Package cdc is the change-data-capture stage: it reads committed changes of the entity
+// model's tables from a PostgreSQL logical replication slot (pgoutput, protocol version 2 with
+// streaming of large transactions) and writes them to Kafka change topics, keyed by root, as
+// Avro change records, with a transaction-end marker per root per source transaction and LSN
+// watermarks on the reference topics.
+//
+// # Reading path
+//
+// stage.go (New, Run: the order of start-up) → lock.go (one active reader) → setup.go
+// (wal_level, publication, replica identity, slot) → stream.go (the replication loop) →
+// txn.go (transaction assembly, record production) → route.go / index.go (keys and topics) →
+// spill.go (streamed transactions) → ack.go (the confirmed LSN).
+//
+// # Goroutines
+//
+// Run owns every goroutine and waits for all of them before it returns:
+//   - the stream goroutine (Run's own) owns the replication connection, the catalog
+//     connection, the relation cache, the spill buffers and the key index;
+//   - the heartbeat goroutine owns the lock connection (the advisory lock lives on it) and
+//     writes pg_logical_emit_message heartbeats on it;
+//   - kgo's goroutines call the produce promises, which only touch the tracker (ack.go).
+//
+// # Positions
+//
+// The LSN confirmed to PostgreSQL (standby status write/flush/apply) is the end LSN of the
+// newest transaction that Kafka acknowledged together with every earlier one. It is also
+// recorded, with the slot name, in the compacted topic <prefix>cdc.state, so a slot that
+// disappears is detected rather than silently recreated.
+//
+// # Records
+//
+// Every record carries the headers walhook-kind (change, txn-end, watermark), walhook-table,
+// walhook-op and walhook-lsn (the commit LSN as X/X). See docs/architecture.md.
+//
+// It imports config, avro and internal/kafkaconn; it must not import pipeline, sinks or cmd.
+package cdc

@@ -1,0 +1,142 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/internal/kafkaconn"
+)
+
+// Producer tuning. Linger is small so a quiet pipeline is not delayed; batches are large so a
+// busy one is fast. maxInflightBytes bounds what the stream has produced and Kafka has not yet
+// acknowledged; the stream waits (answering the server meanwhile) above it.
+const (
+	producerLinger   = 5 * time.Millisecond
+	producerBatchMax = 1 << 20
+	maxInflightBytes = 32 << 20
+)
+
+// manualPartition marks records whose Partition field is set by the stage (watermarks, which
+// go to every partition of a reference topic).
+type manualPartition struct{ context.Context }
+
+// partitioner partitions keyed records exactly like the Java client (murmur2 of the key,
+// kgo's default for keyed records) and records marked manualPartition by their Partition.
+type partitioner struct {
+	inner  kgo.Partitioner
+	manual context.Context
+}
+
+func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
+	return topicPartitioner{p.inner.ForTopic(t), p.manual}
+}
+
+type topicPartitioner struct {
+	inner  kgo.TopicPartitioner
+	manual context.Context
+}
+
+func (p topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
+	return r.Context == p.manual || p.inner.RequiresConsistency(r)
+}
+
+func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
+	if r.Context == p.manual {
+		return int(r.Partition)
+	}
+	return p.inner.Partition(r, n)
+}
+
+// retryLogger logs broker trouble at warn: kgo retries produce requests (indefinitely, see
+// RecordDeliveryTimeout) and these lines tell an operator why the stage is paused.
+type retryLogger struct{ log *zap.Logger }
+
+func (h retryLogger) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		h.log.Warn("kafka broker unreachable; retrying (the stage pauses, nothing is lost)",
+			zap.String("broker", net.JoinHostPort(meta.Host, fmt.Sprint(meta.Port))), zap.Error(err))
+	}
+}
+
+func (h retryLogger) OnBrokerE2E(meta kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	if err := e2e.Err(); err != nil && key == 0 { // 0: Produce
+		h.log.Warn("kafka produce request failed; retrying",
+			zap.String("broker", net.JoinHostPort(meta.Host, fmt.Sprint(meta.Port))), zap.Error(err))
+	}
+}
+
+// newProducer builds the stage's client: idempotent, acks=all (kgo's defaults), records never
+// time out (a broker outage pauses the stage instead of failing it).
+func (s *Stage) newProducer(manual context.Context) (*kgo.Client, error) {
+	opts, err := kafkaconn.Opts(s.cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(producerLinger),
+		kgo.ProducerBatchMaxBytes(producerBatchMax),
+		kgo.MaxBufferedRecords(1<<20),
+		kgo.RecordDeliveryTimeout(0),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.RecordPartitioner(partitioner{kgo.StickyKeyPartitioner(nil), manual}),
+		kgo.WithHooks(retryLogger{s.log}),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cdc: kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// readCompacted reads topic from the start to its current end, calling fn for every record.
+func (s *Stage) readCompacted(ctx context.Context, adm *kadm.Client, topic string, fn func(k, v []byte)) error {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("cdc: end offsets of %s: %w", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	opts, err := kafkaconn.Opts(s.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	parts := map[int32]kgo.Offset{}
+	for p := range want {
+		parts[p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))...)
+	if err != nil {
+		return fmt.Errorf("cdc: kafka client: %w", err)
+	}
+	defer cl.Close()
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, fe := range fs.Errors() {
+			return fmt.Errorf("cdc: read %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			fn(r.Key, r.Value)
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+)
+
+// Header names and values of every record.
+const (
+	hdrKind  = "walhook-kind"
+	hdrTable = "walhook-table"
+	hdrOp    = "walhook-op"
+	hdrLSN   = "walhook-lsn"
+	// watermarkKey keys watermark records so that compaction keeps the newest per partition.
+	watermarkKey = "walhook.watermark"
+)
+
+// txn is one source transaction being written: a non-streamed one from Begin to Commit, or a
+// streamed one replayed at its Stream Commit. Every record carries its commit LSN, so rows are
+// produced as they arrive.
+type txn struct {
+	xid        uint32
+	commitLSN  pglogrepl.LSN
+	commitTime time.Time
+	index      int64
+	ack        *ackTxn
+	lsnHdr     []byte
+	// touched lists the roots the transaction changed, in first-touch order, for TxnEnd.
+	touched  []rootTouch
+	touchIdx map[touchKey]int
+	refs     map[string]bool // reference topics written
+}
+
+type touchKey struct {
+	topic, key string
+}
+
+type rootTouch struct {
+	root  *config.Root
+	topic string
+	key   string
+	rows  int32
+}
+
+func (st *streamer) begin(xid uint32, commit pglogrepl.LSN, at time.Time) *txn {
+	return &txn{
+		xid: xid, commitLSN: commit, commitTime: at, ack: st.tr.open(),
+		lsnHdr: []byte(commit.String()), touchIdx: map[touchKey]int{}, refs: map[string]bool{},
+	}
+}
+
+// header builds the headers of a record.
+func (st *streamer) headers(kind, table, op, lsn []byte) []kgo.RecordHeader {
+	h := make([]kgo.RecordHeader, 0, 4)
+	h = append(h, kgo.RecordHeader{Key: hdrKind, Value: kind}, kgo.RecordHeader{Key: hdrTable, Value: table})
+	if op != nil {
+		h = append(h, kgo.RecordHeader{Key: hdrOp, Value: op})
+	}
+	return append(h, kgo.RecordHeader{Key: hdrLSN, Value: lsn})
+}
+
+// emitRow writes one row change to every route of its table.
+func (st *streamer) emitRow(ctx context.Context, t *txn, rel *relation, rc *rowChange) error {
+	if len(rel.routes) == 0 {
+		return nil
+	}
+	var before, after []avro.Cell
+	if rc.op != avro.OpCreate {
+		before = rc.old
+	}
+	if rc.op != avro.OpDelete {
+		after = rc.new
+	}
+	h := avro.ChangeHeader{Op: rc.op, CommitLSN: uint64(t.commitLSN), Xid: t.xid, CommitTime: t.commitTime, Index: t.index}
+	t.index++
+	body, err := rel.schema.AppendChange(st.scratch[:0], h, before, after)
+	if err != nil {
+		return fmt.Errorf("cdc: encode %s %s of %s (xid %d, commit LSN %s): %w", rc.op, "row", rel.name, t.xid, t.commitLSN, err)
+	}
+	st.scratch = body
+	st.rows++
+	for i := range rel.routes {
+		if err := st.emitRoute(ctx, t, rel, &rel.routes[i], rc, body, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *streamer) emitRoute(ctx context.Context, t *txn, rel *relation, rt *route, rc *rowChange, body []byte, h avro.ChangeHeader) error {
+	raw, ok := rowKey(rc, rt.keyCol)
+	if !ok {
+		return fmt.Errorf("cdc: %s %s row (xid %d, commit LSN %s) has no value in column %q, which keys it: "+
+			"the column is null or the replica identity does not carry it; run `ALTER TABLE %s REPLICA IDENTITY FULL;`",
+			rel.name, rc.op, t.xid, t.commitLSN, rel.table.Columns[rt.keyCol].Name, table(rel.name))
+	}
+	key, err := st.rootKey(ctx, rt, raw)
+	if err != nil {
+		return err
+	}
+	if rt.ownCol >= 0 {
+		if own, ok := rowKey(rc, rt.ownCol); ok && st.ix.learn(rel.name, string(own), key) {
+			st.produce(ctx, t, &kgo.Record{Topic: st.s.indexTopic(), Key: indexKey(rel.name, string(own)), Value: []byte(key)})
+		}
+	}
+	prefix, err := st.prefix(ctx, rel, rt.topic)
+	if err != nil {
+		return err
+	}
+	// A subordinate moved to another root (or a root whose key changed): the old root sees a
+	// delete, so its state drops the row.
+	if rt.kind != routeRef {
+		if oldRaw, moved := oldKey(rc, rt.keyCol); moved {
+			if err := st.emitMovedAway(ctx, t, rel, rt, rc, oldRaw, prefix, h); err != nil {
+				return err
+			}
+		}
+	}
+	st.produce(ctx, t, &kgo.Record{
+		Topic: rt.topic, Key: []byte(key), Value: st.frame(prefix, body),
+		Headers: st.headers(st.kindChange, rel.nameHdr, st.opHdr[rc.op], t.lsnHdr),
+	})
+	if rt.kind == routeRef {
+		t.refs[rt.topic] = true
+	} else {
+		t.touch(rt, key)
+	}
+	return nil
+}
+
+func (st *streamer) emitMovedAway(ctx context.Context, t *txn, rel *relation, rt *route, rc *rowChange, oldRaw, prefix []byte, h avro.ChangeHeader) error {
+	oldKey, err := st.rootKey(ctx, rt, oldRaw)
+	if err != nil {
+		return err
+	}
+	h.Op = avro.OpDelete
+	body, err := rel.schema.AppendChange(nil, h, rc.old, nil)
+	if err != nil {
+		return fmt.Errorf("cdc: encode moved %s row (xid %d): %w", rel.name, t.xid, err)
+	}
+	st.produce(ctx, t, &kgo.Record{
+		Topic: rt.topic, Key: []byte(oldKey), Value: st.frame(prefix, body),
+		Headers: st.headers(st.kindChange, rel.nameHdr, st.opHdr[avro.OpDelete], t.lsnHdr),
+	})
+	t.touch(rt, oldKey)
+	return nil
+}
+
+// rootKey turns the keying column's value into the record key.
+func (st *streamer) rootKey(ctx context.Context, rt *route, raw []byte) (string, error) {
+	if rt.kind != routeNested {
+		return string(raw), nil
+	}
+	return st.ix.rootOf(ctx, st.cat.conn, rt.via, string(raw))
+}
+
+func (t *txn) touch(rt *route, key string) {
+	k := touchKey{rt.topic, key}
+	i, ok := t.touchIdx[k]
+	if !ok {
+		i = len(t.touched)
+		t.touchIdx[k] = i
+		t.touched = append(t.touched, rootTouch{root: rt.root, topic: rt.topic, key: key})
+	}
+	t.touched[i].rows++
+}
+
+// commit writes the transaction's end markers and hands it to the tracker, which confirms
+// end once Kafka has acknowledged every record of it and of the transactions before it.
+func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error {
+	for _, r := range t.touched {
+		prefix, err := st.markerPrefix(ctx, r.topic, st.txnEndSchema)
+		if err != nil {
+			return err
+		}
+		body := avro.AppendTxnEnd(st.scratch[:0], avro.TxnEnd{
+			Table: r.root.Table, RootKey: r.key, CommitLSN: uint64(t.commitLSN), Xid: t.xid,
+			CommitTime: t.commitTime, Rows: r.rows,
+		})
+		st.scratch = body
+		st.produce(ctx, t, &kgo.Record{
+			Topic: r.topic, Key: []byte(r.key), Value: st.frame(prefix, body),
+			Headers: st.headers(st.kindTxnEnd, []byte(r.root.Table), nil, t.lsnHdr),
+		})
+	}
+	for topic := range t.refs {
+		if err := st.watermark(ctx, t.ack, topic, t.commitLSN, t.lsnHdr); err != nil {
+			return err
+		}
+	}
+	st.tr.close(t.ack, end)
+	st.s.metrics.txns.Inc()
+	return nil
+}
+
+// watermark writes a Watermark with lsn to every partition of a reference topic: a reader of
+// the topic has seen every change up to lsn once it has read past it on every partition.
+func (st *streamer) watermark(ctx context.Context, a *ackTxn, topic string, lsn pglogrepl.LSN, lsnHdr []byte) error {
+	prefix, err := st.markerPrefix(ctx, topic, st.watermarkSchema)
+	if err != nil {
+		return err
+	}
+	body := avro.AppendWatermark(nil, avro.Watermark{CommitLSN: uint64(lsn), Time: time.Now().UTC()})
+	value := st.frame(prefix, body)
+	table := []byte(st.refTables[topic])
+	for p := int32(0); p < st.refParts[topic]; p++ {
+		st.produceAck(ctx, a, &kgo.Record{
+			Topic: topic, Key: []byte(watermarkKey), Value: value, Partition: p, Context: st.manual,
+			Headers: st.headers(st.kindWatermark, table, nil, lsnHdr),
+		})
+	}
+	return nil
+}
+
+// heartbeatSeen handles a heartbeat read back from the slot: watermarks at its LSN on every
+// reference topic, and a position to confirm once they (and everything before) are acked.
+func (st *streamer) heartbeatSeen(ctx context.Context, lsn pglogrepl.LSN) error {
+	a := st.tr.open()
+	hdr := []byte(lsn.String())
+	for _, topic := range st.refTopics {
+		if err := st.watermark(ctx, a, topic, lsn, hdr); err != nil {
+			return err
+		}
+	}
+	st.tr.close(a, lsn)
+	return nil
+}
+
+// frame returns prefix+body in memory of its own (records outlive the scratch buffer).
+func (st *streamer) frame(prefix, body []byte) []byte {
+	n := len(prefix) + len(body)
+	if len(st.slab)+n > cap(st.slab) {
+		st.slab = make([]byte, 0, max(256<<10, n))
+	}
+	start := len(st.slab)
+	st.slab = append(append(st.slab, prefix...), body...)
+	return st.slab[start : start+n : start+n]
+}
+
+func (st *streamer) produce(ctx context.Context, t *txn, r *kgo.Record) {
+	st.produceAck(ctx, t.ack, r)
+}
+
+// produceAck produces r as part of a; the promise acknowledges it to the tracker.
+func (st *streamer) produceAck(_ context.Context, a *ackTxn, r *kgo.Record) {
+	size := len(r.Key) + len(r.Value) + 64
+	st.tr.add(a, size)
+	m := st.s.metrics
+	tr := st.tr
+	// Records are produced with a context of their own: a canceled Run must not fail records
+	// already handed to kgo (shutdown flushes them instead).
+	st.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		if err == nil {
+			m.produceLat.Observe(time.Since(r.Timestamp).Seconds())
+		}
+		tr.done(a, size, err)
+	})
+	st.produced++
+}
+
+// prefix returns the registry prefix of rel's current schema for topic.
+func (st *streamer) prefix(ctx context.Context, rel *relation, topic string) ([]byte, error) {
+	if p, ok := rel.prefixes[topic]; ok {
+		return p, nil
+	}
+	p, err := st.reg.Prefix(ctx, topic, rel.schema.Schema())
+	if err != nil {
+		return nil, fmt.Errorf("cdc: register the schema of %s for topic %s: %w", rel.name, topic, err)
+	}
+	rel.prefixes[topic] = p
+	return p, nil
+}
+
+func (st *streamer) markerPrefix(ctx context.Context, topic string, s *avro.Schema) ([]byte, error) {
+	k := markerKey{topic, s}
+	if p, ok := st.markerPrefixes[k]; ok {
+		return p, nil
+	}
+	p, err := st.reg.Prefix(ctx, topic, s)
+	if err != nil {
+		return nil, fmt.Errorf("cdc: register schema %s for topic %s: %w", s.FullName, topic, err)
+	}
+	st.markerPrefixes[k] = p
+	return p, nil
+}
+
+type markerKey struct {
+	topic  string
+	schema *avro.Schema
+}
+
+func (st *streamer) warnTruncate(m []byte) {
+	st.s.log.Warn("TRUNCATE of a captured table is not captured as row changes; re-snapshot the tables it emptied (walhook cdc resnapshot)",
+		zap.Int("message_bytes", len(m)))
+}
