@@ -74,6 +74,9 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		SchemaRegistry: config.SchemaRegistry{URL: f.registry},
 		HTTP:           config.HTTP{Listen: f.httpListen},
 		Log:            config.Log{Level: f.logLevel, Format: "console"},
+		// The demo's timeline deletes must carry incident_instance_id; dev may change the demo
+		// tables it owns, a production deployment decides for itself.
+		CDC: config.CDC{ManageReplicaIdentity: true},
 	}
 	if f.brokers != "" {
 		base.Kafka.Brokers = strings.Split(f.brokers, ",")

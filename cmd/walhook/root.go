@@ -15,6 +15,7 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(),
 		newConfigCommand(),
 		newDevCommand(),
+		newCDCCommand(),
 	)
 	return root
 }
