@@ -18,6 +18,8 @@ type Config struct {
 	Log            Log            `yaml:"log"`
 	CDC            CDC            `yaml:"cdc"`
 	BubbleUp       BubbleUp       `yaml:"bubbleup"`
+	Deliver        Deliver        `yaml:"deliver"`
+	Compliance     Compliance     `yaml:"compliance"`
 	Model          Model          `yaml:"model"`
 
 	// src records the file lines and environment overrides behind the values so that problems
@@ -157,6 +159,104 @@ func (b *BubbleUp) SetDefaults() {
 	if b.MaxPollRecords == 0 {
 		b.MaxPollRecords = DefaultBubbleUpMaxPollRecords
 	}
+}
+
+// Deliver settings of the webhook sink (package sinks/webhook). Defaults and validation are in
+// deliver.go; call SetDefaults (or Config's) to fill unset fields.
+type Deliver struct {
+	// Group is the sink's consumer group name; the Kafka group id is kafka.topic_prefix + Group.
+	// Default "webhook".
+	Group string `yaml:"group"`
+	// ConnectTimeout bounds the TCP connect and TLS handshake of one request. Default 5s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// RequestTimeout bounds one request, from connect to the end of the response. Default 30s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// RetrySchedule is the delay before attempt 2, 3, …; a delivery gets len+1 attempts before
+	// the dead-letter topic. Default 5s 30s 2m 10m 30m 1h 3h 6h 12h 24h 24h (12 attempts over
+	// about 71 hours).
+	RetrySchedule []time.Duration `yaml:"retry_schedule"`
+	// RetryTiers are the delays of the retry topics (kafka.topic_prefix + "webhook.retry." +
+	// tier): a retry waiting d goes to the largest tier not above d. Default 5s 1m 10m 1h 6h.
+	RetryTiers []time.Duration `yaml:"retry_tiers"`
+	// Jitter spreads each retry delay uniformly by ± this fraction. Default 0.2.
+	Jitter float64 `yaml:"jitter"`
+	// MaxRetryAfter caps a Retry-After asked for by a 429 or 503 answer. Default 24h.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+	// AutoDisableAfter disables a subscription whose deliveries have failed continuously (no
+	// success in between) for this long. Default 72h.
+	AutoDisableAfter time.Duration `yaml:"auto_disable_after"`
+	// EndpointConcurrency is the number of requests in flight per endpoint (scheme, host and
+	// port). Default 16.
+	EndpointConcurrency int `yaml:"endpoint_concurrency"`
+	// EndpointRate is the request rate limit per endpoint, in requests per second. Default 100.
+	EndpointRate float64 `yaml:"endpoint_rate"`
+	// EndpointBurst is the burst of the rate limit. Default: EndpointRate rounded up.
+	EndpointBurst int `yaml:"endpoint_burst"`
+	// EndpointQueue is how many deliveries may wait per endpoint; more are handed to the retry
+	// topics at once. Default 1000.
+	EndpointQueue int `yaml:"endpoint_queue"`
+	// CircuitFailures consecutive failed attempts open an endpoint's circuit: for CircuitCooldown
+	// new deliveries go to the retry topics without a request. Default 5.
+	CircuitFailures int `yaml:"circuit_failures"`
+	// CircuitCooldown is how long an open circuit stays open. Default 30s.
+	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
+	// MaxPayloadBytes is the largest request body sent; larger deliveries are dead-lettered with a
+	// log line. Default 1048576 (1 MiB).
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	// MaxPending bounds the unfinished deliveries per consumed partition; fetching from it pauses
+	// above the bound. Default 10000.
+	MaxPending int `yaml:"max_pending"`
+	// AllowLoopback permits loopback targets, over plain HTTP too. Default false (true in walhook
+	// dev); never in production.
+	AllowLoopback bool `yaml:"allow_loopback"`
+	// AllowCIDRs are networks (CIDR) that may be targeted although private, link-local or
+	// otherwise refused. Default none.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
+	// ReloadInterval is how often subscriptions are fully reloaded besides LISTEN/NOTIFY. Default 30s.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// RotationGrace is how long the previous secret keeps signing after rotate-secret. Default 24h.
+	RotationGrace time.Duration `yaml:"rotation_grace"`
+}
+
+// Compliance settings of the compliance sink (package sinks/compliance): every snapshot version
+// of the selected roots, Avro-encoded and keyed by root key, on an append-only topic, and the
+// latest version of each root on a compacted one. Defaults and validation are in compliance.go;
+// call SetDefaults (or Config's ValidateCompliance) before use.
+type Compliance struct {
+	// Group is the sink's consumer group name; the Kafka group id is kafka.topic_prefix + Group.
+	// Default "compliance".
+	Group string `yaml:"group"`
+	// Roots are the event prefixes of the roots written to compliance topics. Default: every
+	// root of the model.
+	Roots []string `yaml:"roots"`
+	// Log is the append-only topic of every version. Its default name is
+	// kafka.topic_prefix + "compliance.{event_prefix}", cleanup.policy=delete, retention infinite.
+	Log ComplianceTopic `yaml:"log"`
+	// Latest is the compacted topic of the latest version per root. Its default name is
+	// kafka.topic_prefix + "compliance.{event_prefix}.latest", cleanup.policy=compact.
+	Latest ComplianceTopic `yaml:"latest"`
+	// TombstoneDeleted writes a tombstone (null value) for the root key to the latest topic
+	// right after a deleted version, so compaction eventually forgets the root. Default false.
+	TombstoneDeleted bool `yaml:"tombstone_deleted"`
+	// TransactionTimeout is the Kafka transaction timeout of the sink's producer. Default 60s.
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+}
+
+// ComplianceTopic is one of the two compliance topics of each root.
+type ComplianceTopic struct {
+	// Name is the topic name template after kafka.topic_prefix; "{event_prefix}" is replaced by
+	// the root's event prefix and must appear once. Defaults: log "compliance.{event_prefix}",
+	// latest "compliance.{event_prefix}.latest".
+	Name string `yaml:"name"`
+	// Partitions when walhook creates the topic. Default: kafka.partitions.
+	Partitions int32 `yaml:"partitions"`
+	// Retention is retention.ms of the log topic when walhook creates it. Default 0: infinite
+	// (retention.ms=-1). Not allowed on the latest topic, which is compacted.
+	Retention time.Duration `yaml:"retention"`
+	// KeepColumns are columns hidden from webhook payloads that this topic's records keep. Only
+	// a root's tenant column can be kept: the snapshot topic carries the tenant but no other
+	// hidden column. Default none.
+	KeepColumns []string `yaml:"keep_columns"`
 }
 
 // Model is the entity model: which tables form which root objects.

@@ -21,6 +21,7 @@ func (c *Config) Validate() error {
 	v.http(&c.HTTP)
 	v.log(&c.Log)
 	v.cdc(&c.CDC)
+	v.deliver(&c.Deliver)
 	v.model(&c.Model)
 	return v.err()
 }

@@ -179,3 +179,37 @@ CREATE TABLE IF NOT EXISTS hook.subscription (
 CREATE INDEX IF NOT EXISTS subscription_tenant_event_idx
     ON hook.subscription (tenant_id, event_type) WHERE is_enabled;
 CREATE INDEX IF NOT EXISTS subscription_application_id_idx ON hook.subscription (application_id);
+
+-- Webhook sink (sinks/webhook): failing_since is when a subscription's deliveries started failing
+-- without a success since (auto-disable), and a NOTIFY on every change so running sinks reload
+-- their in-memory subscription index within a second instead of querying per event.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'hook' AND table_name = 'subscription' AND column_name = 'failing_since') THEN
+        ALTER TABLE hook.subscription ADD COLUMN failing_since timestamptz;
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION hook.subscription_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('walhook_hook_subscription', OLD.uuid::text);
+    ELSE
+        PERFORM pg_notify('walhook_hook_subscription', NEW.uuid::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'subscription_notify' AND tgrelid = 'hook.subscription'::regclass) THEN
+        CREATE TRIGGER subscription_notify AFTER INSERT OR UPDATE OR DELETE ON hook.subscription
+            FOR EACH ROW EXECUTE FUNCTION hook.subscription_notify();
+    END IF;
+END;
+$$;

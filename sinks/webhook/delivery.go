@@ -1,0 +1,245 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/walhook/walhook/avro"
+)
+
+// ErrorKind classifies a failed attempt. The HTTP layer classifies; the runner (retry.go)
+// decides what happens next.
+type ErrorKind int
+
+// The kinds of failed attempts.
+const (
+	// Retryable: a non-2xx answer other than 410, a timeout, a reset, a TLS error.
+	Retryable ErrorKind = iota + 1
+	// Permanent: retrying cannot help (refused target, payload too large, bad secret).
+	Permanent
+	// Gone: the endpoint answered 410; the subscription is disabled.
+	Gone
+)
+
+func (k ErrorKind) String() string {
+	switch k {
+	case Retryable:
+		return "retryable"
+	case Permanent:
+		return "permanent"
+	case Gone:
+		return "gone"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// DeliveryError is a failed attempt.
+type DeliveryError struct {
+	Kind ErrorKind
+	// Status is the HTTP status, 0 when there was no answer.
+	Status int
+	// RetryAfter is the delay a 429 or 503 asked for; 0 when none.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *DeliveryError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("%s: HTTP %d: %v", e.Kind, e.Status, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Kind, e.Err)
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// ErrPayloadTooLarge: the request body exceeds deliver.max_payload_bytes.
+var ErrPayloadTooLarge = errors.New("webhook: payload exceeds deliver.max_payload_bytes")
+
+// Header names walhook sets besides the Standard Webhooks ones.
+const (
+	HeaderEventType = "walhook-event-type"
+	HeaderVersion   = "walhook-version"
+	HeaderAttempt   = "walhook-attempt"
+)
+
+// sender makes one attempt: it builds the body and headers, signs, sends and classifies.
+type sender struct {
+	http       *http.Client
+	guard      *guard
+	userAgent  string
+	maxPayload int
+	timeout    time.Duration
+	now        func() time.Time
+}
+
+// attempt is what one request did.
+type attempt struct {
+	status  int
+	latency time.Duration
+	at      time.Time
+	err     *DeliveryError // nil when delivered
+}
+
+// send makes one attempt of snap to sub. It never retries.
+func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapshot, n int) attempt {
+	now := s.now()
+	res := attempt{at: now}
+	if sub.Tenant != snap.Tenant {
+		// The index is keyed by tenant, so this cannot happen; refuse loudly rather than leak.
+		res.err = &DeliveryError{Kind: Permanent, Err: fmt.Errorf("tenant %q snapshot matched to tenant %q subscription", snap.Tenant, sub.Tenant)}
+		return res
+	}
+	u, err := s.guard.checkURL(sub.URL)
+	if err != nil {
+		res.err = &DeliveryError{Kind: Permanent, Err: err}
+		return res
+	}
+	body := buildBody(sub.Format, snap, now)
+	if len(body) > s.maxPayload {
+		res.err = &DeliveryError{Kind: Permanent, Err: fmt.Errorf("%w: %d bytes > %d", ErrPayloadTooLarge, len(body), s.maxPayload)}
+		return res
+	}
+	sg, err := sub.signer(now)
+	if err != nil {
+		res.err = &DeliveryError{Kind: Permanent, Err: err}
+		return res
+	}
+	ctx, cancel := context.WithTimeout(withPlain(ctx, u.Scheme == "http"), s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, sub.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		res.err = &DeliveryError{Kind: Permanent, Err: err}
+		return res
+	}
+	for k, v := range sub.Headers {
+		req.Header.Set(k, v)
+	}
+	id := MessageID(sub.UUID, snap.RootType, snap.Key, snap.Version)
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", s.userAgent)
+	h.Set("webhook-id", id)
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("webhook-signature", sg.sign(id, now, body))
+	h.Set(HeaderEventType, snap.EventType)
+	h.Set(HeaderVersion, strconv.FormatInt(snap.Version, 10))
+	h.Set(HeaderAttempt, strconv.Itoa(n))
+	start := time.Now()
+	resp, err := s.http.Do(req)
+	res.latency = time.Since(start)
+	if err != nil {
+		res.err = classifyTransport(err)
+		return res
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	_ = resp.Body.Close()
+	res.status = resp.StatusCode
+	res.err = classifyStatus(resp, s.now())
+	return res
+}
+
+// buildBody is the request body: the snapshot payload as it is (bare), or the legacy envelope.
+func buildBody(format string, snap *avro.Snapshot, now time.Time) []byte {
+	if format != "envelope" {
+		return snap.Payload
+	}
+	b := make([]byte, 0, len(snap.Payload)+128)
+	b = append(b, `{"event_type":`...)
+	b = strconv.AppendQuote(b, snap.EventType)
+	b = append(b, `,"payload":`...)
+	b = append(b, snap.Payload...)
+	b = append(b, `,"meta":{"version":1,"sent_at":"`...)
+	b = now.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	return append(b, `"}}`...)
+}
+
+func classifyTransport(err error) *DeliveryError {
+	if errors.Is(err, ErrRefusedTarget) {
+		return &DeliveryError{Kind: Permanent, Err: err}
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return &DeliveryError{Kind: Retryable, Err: fmt.Errorf("timeout: %w", err)}
+	case isTLS(err):
+		return &DeliveryError{Kind: Retryable, Err: fmt.Errorf("TLS: %w", err)}
+	}
+	return &DeliveryError{Kind: Retryable, Err: err}
+}
+
+func isTLS(err error) bool {
+	var re tls.RecordHeaderError
+	var ce *tls.CertificateVerificationError
+	return errors.As(err, &re) || errors.As(err, &ce) || strings.Contains(err.Error(), "tls:")
+}
+
+func classifyStatus(resp *http.Response, now time.Time) *DeliveryError {
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		return nil
+	case code == http.StatusGone:
+		return &DeliveryError{Kind: Gone, Status: code, Err: errors.New("endpoint answered 410 Gone")}
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		ra := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		return &DeliveryError{Kind: Retryable, Status: code, RetryAfter: ra, Err: errors.New(http.StatusText(code))}
+	}
+	return &DeliveryError{Kind: Retryable, Status: code, Err: fmt.Errorf("endpoint answered %d %s", code, http.StatusText(code))}
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// newHTTPClient builds the guarded transport: connect timeout and SSRF check in the dialer,
+// TLS 1.2+, no proxy (a proxy would connect on our behalf and bypass the address check), no
+// redirects (a redirect could point anywhere).
+func newHTTPClient(g *guard, connectTimeout time.Duration, perHost int, tlsConfig *tls.Config, base *net.Dialer) *http.Client {
+	d := net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	if base != nil {
+		d = *base
+		if d.Timeout == 0 {
+			d.Timeout = connectTimeout
+		}
+	}
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           g.dialContext(d),
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   connectTimeout,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   perHost,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}

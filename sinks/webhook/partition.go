@@ -1,0 +1,252 @@
+package webhook
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
+)
+
+// task is one delivery of one snapshot to one subscription, owned by the partition of the
+// record it came from.
+type task struct {
+	job     Job
+	snap    avro.Snapshot
+	ordered bool
+	part    *partition
+	rec     *recState
+	ep      *endpoint
+	sub     *Subscription // set when queued at the endpoint
+	timer   *time.Timer   // while held until due; owned by the partition goroutine
+}
+
+// recState counts a consumed record's unfinished tasks.
+type recState struct {
+	offset    int64
+	remaining int
+}
+
+// event is sent to a partition: a task finished (retryAt zero), an ordered task must be
+// retried at retryAt, or a held task is due.
+type event struct {
+	t       *task
+	retryAt time.Time
+	due     bool
+}
+
+type topicKind int
+
+const (
+	kindSnapshot topicKind = iota
+	kindRetry
+	kindRequest
+)
+
+// partition is one assigned partition. Its goroutine (run) owns recs, pending, chains and the
+// paused flag, and is the only writer of committable: the commit watermark, the offset below
+// which every task is finished. Other goroutines reach it only through in and post.
+type partition struct {
+	s     *Sink
+	topic string
+	id    int32
+	kind  topicKind
+	in    chan []*kgo.Record
+	done  chan struct{} // closed when run returns
+	stop  context.CancelFunc
+
+	committable atomic.Int64 // -1 until the first record is finished
+
+	mu     sync.Mutex
+	events []event       // guarded by mu
+	wake   chan struct{} // capacity 1: events were posted
+
+	// Owned by run.
+	recs    []*recState
+	pending int
+	paused  bool
+	chains  map[chainKey]*chain
+	held    map[*task]struct{}
+}
+
+func newPartition(s *Sink, topic string, id int32) *partition {
+	p := &partition{s: s, topic: topic, id: id, kind: s.topicKind(topic), in: make(chan []*kgo.Record, 4),
+		done: make(chan struct{}), wake: make(chan struct{}, 1), chains: map[chainKey]*chain{}, held: map[*task]struct{}{}}
+	p.committable.Store(-1)
+	return p
+}
+
+// post hands an event to the partition without ever blocking (a produce callback must not
+// wait on a partition that may itself be waiting to produce).
+func (p *partition) post(ev event) {
+	p.mu.Lock()
+	p.events = append(p.events, ev)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *partition) takeEvents() []event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	evs := p.events
+	p.events = nil
+	return evs
+}
+
+func (p *partition) run(ctx context.Context) {
+	defer close(p.done)
+	defer p.cleanup()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case recs := <-p.in:
+			for _, r := range recs {
+				p.handle(ctx, r)
+			}
+		case <-p.wake:
+			for _, ev := range p.takeEvents() {
+				p.onEvent(ev)
+			}
+		}
+		p.advance()
+	}
+}
+
+func (p *partition) cleanup() {
+	for t := range p.held {
+		t.timer.Stop()
+	}
+	if p.paused {
+		p.s.cl.ResumeFetchPartitions(map[string][]int32{p.topic: {p.id}})
+	}
+}
+
+// handle turns one record into tasks and starts them.
+func (p *partition) handle(ctx context.Context, r *kgo.Record) {
+	rs := &recState{offset: r.Offset}
+	p.recs = append(p.recs, rs)
+	tasks := p.decode(ctx, r)
+	rs.remaining = len(tasks)
+	p.pending += len(tasks)
+	for _, t := range tasks {
+		t.rec = rs
+		t.ep = p.s.eps.get(endpointKeyOf(p.s, t))
+		t.ep.track(t)
+		p.start(t)
+	}
+}
+
+func endpointKeyOf(s *Sink, t *task) string {
+	if sub := s.idx.get(t.job.Subscription); sub != nil {
+		return endpointKey(sub.URL)
+	}
+	return "unknown"
+}
+
+func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
+	switch p.kind {
+	case kindSnapshot:
+		snap, err := p.s.decodeSnapshot(ctx, r)
+		if err != nil {
+			p.s.log.Error("webhook: undecodable snapshot record skipped", zap.String("topic", r.Topic),
+				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+			return nil
+		}
+		return p.s.match(p, &snap)
+	default:
+		j, err := decodeJob(r.Value)
+		if err != nil {
+			p.s.log.Error("webhook: undecodable job record skipped", zap.String("topic", r.Topic),
+				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+			return nil
+		}
+		if p.kind == kindRequest {
+			j.Attempt, j.Due, j.FirstAttempt = 1, time.Time{}, time.Time{}
+		}
+		return []*task{{job: j, snap: j.Snapshot.snapshot(), part: p}}
+	}
+}
+
+// start dispatches t now, or holds it until its due time, or queues it behind its ordered chain.
+func (p *partition) start(t *task) {
+	if wait := time.Until(t.job.Due); wait > 0 {
+		p.hold(t, wait)
+		return
+	}
+	if t.ordered {
+		p.startOrdered(t)
+		return
+	}
+	p.s.dispatch(t)
+}
+
+func (p *partition) hold(t *task, wait time.Duration) {
+	p.held[t] = struct{}{}
+	t.timer = time.AfterFunc(wait, func() { p.post(event{t: t, due: true}) })
+}
+
+func (p *partition) onEvent(ev event) {
+	t := ev.t
+	switch {
+	case ev.due:
+		delete(p.held, t)
+		t.timer = nil
+		if t.ordered {
+			p.s.dispatch(t) // an ordered retry: its chain is still busy with it
+			return
+		}
+		p.start(t)
+	case !ev.retryAt.IsZero():
+		t.job.Attempt++
+		t.job.Due = ev.retryAt
+		p.hold(t, time.Until(ev.retryAt))
+	default:
+		if t.ordered {
+			p.finishOrdered(t)
+		}
+		t.ep.untrack(t)
+		t.rec.remaining--
+		p.pending--
+	}
+}
+
+// advance moves the commit watermark past finished records and pauses or resumes fetching.
+func (p *partition) advance() {
+	i := 0
+	for i < len(p.recs) && p.recs[i].remaining == 0 {
+		p.committable.Store(p.recs[i].offset + 1)
+		i++
+	}
+	if i > 0 {
+		p.recs = append(p.recs[:0], p.recs[i:]...)
+	}
+	limit := p.s.cfg.Deliver.MaxPending
+	switch {
+	case !p.paused && p.pending >= limit:
+		p.paused = true
+		p.s.cl.PauseFetchPartitions(map[string][]int32{p.topic: {p.id}})
+	case p.paused && p.pending < limit/2:
+		p.paused = false
+		p.s.cl.ResumeFetchPartitions(map[string][]int32{p.topic: {p.id}})
+	}
+}
+
+// topicKind says what a consumed topic carries.
+func (s *Sink) topicKind(topic string) topicKind {
+	switch {
+	case topic == s.cfg.Kafka.WebhookRequestTopic():
+		return kindRequest
+	case strings.HasPrefix(topic, s.cfg.Kafka.TopicPrefix+"webhook.retry."):
+		return kindRetry
+	}
+	return kindSnapshot
+}

@@ -1,0 +1,177 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/kafkaconn"
+)
+
+// ErrNotFound: retrigger found no snapshot of the root (and version) for the subscription.
+var ErrNotFound = errors.New("webhook: no matching snapshot")
+
+// ReadTopic calls fn for every record of topic from its start up to its end offsets at the time
+// of the call. It uses a direct (group-less) consumer of cfg's cluster.
+func ReadTopic(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo.Record) error) error {
+	opts, err := kafkaconn.Opts(cfg)
+	if err != nil {
+		return err
+	}
+	adminCl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer adminCl.Close()
+	ends, err := kadm.NewClient(adminCl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("webhook: end offsets of %s: %w", topic, err)
+	}
+	if err := ends.Error(); errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil // not created yet: nothing to read
+	} else if err != nil {
+		return fmt.Errorf("webhook: end offsets of %s: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	if len(left) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := fs.Err0(); err != nil {
+			return fmt.Errorf("webhook: read %s: %w", topic, err)
+		}
+		for _, r := range fs.Records() {
+			end, ok := left[r.Partition]
+			if !ok || r.Offset >= end {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			if r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+		}
+	}
+	return nil
+}
+
+// RequestRecord is a re-trigger or replay request for the sink, on the request topic.
+func RequestRecord(cfg config.Kafka, j Job) *kgo.Record {
+	v, _ := json.Marshal(j)
+	return &kgo.Record{Topic: cfg.WebhookRequestTopic(), Key: jobKey(j.Subscription, j.Snapshot.Key), Value: v}
+}
+
+// rootOf finds the root whose events include eventType.
+func rootOf(cfg *config.Config, eventType string) (config.Root, error) {
+	for _, r := range cfg.Model.Roots {
+		prefix := strings.ReplaceAll(r.EventPrefix, ".", "_") + "_"
+		if strings.HasPrefix(eventType, prefix) {
+			return r, nil
+		}
+	}
+	return config.Root{}, fmt.Errorf("webhook: no root of the model emits %s; check model.roots[].event_prefix", eventType)
+}
+
+// FindSnapshot reads the snapshot topic of sub's root for the snapshot of rootKey with sub's
+// tenant and event type: version when > 0, else the latest.
+func FindSnapshot(ctx context.Context, cfg *config.Config, reg avro.Registry, sub *Subscription, rootKey string, version int64) (avro.Snapshot, error) {
+	root, err := rootOf(cfg, sub.EventType)
+	if err != nil {
+		return avro.Snapshot{}, err
+	}
+	var found avro.Snapshot
+	err = ReadTopic(ctx, cfg.Kafka, cfg.Kafka.SnapshotTopic(root), func(r *kgo.Record) error {
+		if string(r.Key) != rootKey {
+			return nil
+		}
+		_, body, err := reg.Resolve(ctx, r.Value)
+		if err != nil {
+			return err
+		}
+		s, err := avro.DecodeSnapshot(body)
+		if err != nil {
+			return err
+		}
+		if s.Tenant != sub.Tenant || s.EventType != sub.EventType || (version > 0 && s.Version != version) {
+			return nil
+		}
+		if s.Version > found.Version {
+			found = s
+		}
+		return nil
+	})
+	if err != nil {
+		return avro.Snapshot{}, err
+	}
+	if found.Version == 0 {
+		return avro.Snapshot{}, fmt.Errorf("%w: %s key %q version %d for tenant %s", ErrNotFound, sub.EventType, rootKey, version, sub.Tenant)
+	}
+	return found, nil
+}
+
+// Retrigger asks the sink to deliver snap to sub again (attempt 1, same webhook-id).
+func Retrigger(ctx context.Context, cl *kgo.Client, cfg config.Kafka, sub *Subscription, snap avro.Snapshot) error {
+	j := Job{Subscription: sub.UUID, Snapshot: toSnapJSON(&snap), Attempt: 1, Kind: "retrigger"}
+	return cl.ProduceSync(ctx, RequestRecord(cfg, j)).FirstErr()
+}
+
+// Replay asks the sink to deliver again every dead-lettered delivery of subscription subUUID
+// dead-lettered at or after since. It returns how many it requested.
+func Replay(ctx context.Context, cl *kgo.Client, cfg config.Kafka, subUUID string, since time.Time) (int, error) {
+	var recs []*kgo.Record
+	err := ReadTopic(ctx, cfg, cfg.WebhookDeadLetterTopic(), func(r *kgo.Record) error {
+		j, err := decodeJob(r.Value)
+		if err != nil || j.Subscription != subUUID || j.DeadAt.Before(since) {
+			return nil
+		}
+		j.Kind, j.Attempt, j.Due, j.LastError, j.LastStatus, j.DeadAt = "replay", 1, time.Time{}, "", 0, time.Time{}
+		recs = append(recs, RequestRecord(cfg, j))
+		return nil
+	})
+	if err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// Attempts returns the attempt log of subscription subUUID, oldest first.
+func Attempts(ctx context.Context, cfg config.Kafka, subUUID string) ([]Attempt, error) {
+	var out []Attempt
+	err := ReadTopic(ctx, cfg, cfg.WebhookAttemptTopic(), func(r *kgo.Record) error {
+		if string(r.Key) != subUUID {
+			return nil
+		}
+		var a Attempt
+		if err := json.Unmarshal(r.Value, &a); err != nil {
+			return nil
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,450 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sr"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/kafkaconn"
+)
+
+// commitInterval is how often the partitions' watermarks are committed.
+const commitInterval = time.Second
+
+// Sink is the webhook sink. Build it with New and run it with Run, once.
+type Sink struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	registry avro.Registry
+	now      func() time.Time
+	rt       http.RoundTripper
+	tlsConf  *tls.Config
+	dialer   *net.Dialer
+	kopts    []kgo.Opt
+	version  string
+
+	idx    *index
+	guard  *guard
+	sender *sender
+	eps    *endpoints
+	m      *metrics
+
+	// Set by Run before any goroutine starts; read-only afterwards.
+	ctx  context.Context
+	stop context.CancelCauseFunc
+	cl   *kgo.Client
+	pool *db
+
+	workers sync.WaitGroup // endpoint workers
+	ran     atomic.Bool
+
+	partsMu sync.Mutex
+	parts   map[tp]*partition // guarded by partsMu
+	partsWG sync.WaitGroup    // partition goroutines
+}
+
+type tp struct {
+	topic string
+	id    int32
+}
+
+// Option configures New.
+type Option func(*Sink)
+
+// WithLogger sets the logger. Default: a no-op logger.
+func WithLogger(l *zap.Logger) Option { return func(s *Sink) { s.log = l } }
+
+// WithRegisterer registers the sink's metrics. Default: a private registry (metrics not exposed).
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(s *Sink) { s.m = newMetrics(r, s) }
+}
+
+// WithRegistry sets the schema registry that resolves snapshot records. Default: the Confluent
+// registry of schema_registry.url, or the topic registry kafka.topic_prefix + "schemas".
+func WithRegistry(r avro.Registry) Option { return func(s *Sink) { s.registry = r } }
+
+// WithRoundTripper replaces the guarded HTTP transport. The SSRF check and connect timeout
+// live in that transport: tests only.
+func WithRoundTripper(rt http.RoundTripper) Option { return func(s *Sink) { s.rt = rt } }
+
+// WithTLSConfig sets the TLS client config of requests (e.g. a test CA). Default: system roots,
+// TLS 1.2 or later.
+func WithTLSConfig(c *tls.Config) Option { return func(s *Sink) { s.tlsConf = c } }
+
+// WithDialer sets the base dialer; its Control is replaced by the SSRF guard. Default: a
+// net.Dialer with deliver.connect_timeout.
+func WithDialer(d *net.Dialer) Option { return func(s *Sink) { s.dialer = d } }
+
+// WithClock sets the clock of webhook-timestamp, envelope sent_at and attempt times. Default
+// time.Now.
+func WithClock(now func() time.Time) Option { return func(s *Sink) { s.now = now } }
+
+// WithVersion sets the version in the User-Agent "walhook/<version>". Default "dev".
+func WithVersion(v string) Option { return func(s *Sink) { s.version = v } }
+
+// WithKafkaOpts appends franz-go options to the group client (tests: fetch waits, hooks).
+func WithKafkaOpts(opts ...kgo.Opt) Option {
+	return func(s *Sink) { s.kopts = append(s.kopts, opts...) }
+}
+
+// New checks the configuration and builds a sink. cfg is copied; its deliver section gets its
+// defaults.
+func New(cfg *config.Config, opts ...Option) (*Sink, error) {
+	c := *cfg
+	c.Deliver.SetDefaults()
+	if err := c.ValidateDeliver(); err != nil {
+		return nil, err
+	}
+	if c.Postgres.URL == "" {
+		return nil, errors.New("webhook: postgres.url is empty; the sink reads subscriptions from the hook schema: set postgres.url or WALHOOK_PG_URL")
+	}
+	if len(c.Model.Roots) == 0 {
+		return nil, errors.New("webhook: the model has no roots, so there is no snapshot topic to consume; declare model.roots")
+	}
+	s := &Sink{cfg: &c, log: zap.NewNop(), now: time.Now, version: "dev", idx: newIndex(), parts: map[tp]*partition{}}
+	s.eps = &endpoints{s: s, m: map[string]*endpoint{}}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.m == nil {
+		s.m = newMetrics(prometheus.NewRegistry(), s)
+	}
+	g, err := newGuard(c.Deliver.AllowLoopback, c.Deliver.AllowCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	s.guard = g
+	hc := newHTTPClient(g, c.Deliver.ConnectTimeout, c.Deliver.EndpointConcurrency, s.tlsConf, s.dialer)
+	if s.rt != nil {
+		hc.Transport = s.rt
+	}
+	s.sender = &sender{http: hc, guard: g, userAgent: "walhook/" + s.version, maxPayload: c.Deliver.MaxPayloadBytes,
+		timeout: c.Deliver.RequestTimeout, now: s.now}
+	return s, nil
+}
+
+// Topics are the topics the sink creates: retry tiers, dead letters, attempts and requests.
+func Topics(cfg *config.Config) []kafkaconn.TopicSpec {
+	d := cfg.Deliver
+	d.SetDefaults()
+	k := cfg.Kafka
+	spec := func(name string) kafkaconn.TopicSpec {
+		return kafkaconn.TopicSpec{Name: name, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor,
+			Configs: map[string]string{"cleanup.policy": "delete"}}
+	}
+	var out []kafkaconn.TopicSpec
+	for _, t := range d.RetryTiers {
+		out = append(out, spec(k.WebhookRetryTopic(t)))
+	}
+	return append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic()))
+}
+
+// consumedTopics are the snapshot topics of every root, the retry tiers and the request topic.
+func (s *Sink) consumedTopics() []string {
+	var out []string
+	for _, r := range s.cfg.Model.Roots {
+		out = append(out, s.cfg.Kafka.SnapshotTopic(r))
+	}
+	for _, t := range s.cfg.Deliver.RetryTiers {
+		out = append(out, s.cfg.Kafka.WebhookRetryTopic(t))
+	}
+	return append(out, s.cfg.Kafka.WebhookRequestTopic())
+}
+
+// Run consumes and delivers until ctx is done or a fatal error (PostgreSQL unreachable at start,
+// a failed produce). It returns after every goroutine it started has stopped, having committed
+// the offsets whose deliveries are finished.
+func (s *Sink) Run(ctx context.Context) (err error) {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("webhook: Run called twice")
+	}
+	parent := ctx
+	defer func() {
+		if parent.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil // stopped by the caller, during start-up
+		}
+	}()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	s.ctx, s.stop = ctx, stop
+
+	s.pool = &db{url: s.cfg.Postgres.URL}
+	defer s.pool.Close()
+	subs, err := loadAll(ctx, s.pool)
+	if err != nil {
+		return err
+	}
+	s.idx.replace(subs)
+
+	if err := s.connectKafka(ctx); err != nil {
+		return err
+	}
+	defer s.cl.Close()
+
+	var bg sync.WaitGroup
+	l := &listener{url: s.cfg.Postgres.URL, db: s.pool, idx: s.idx, interval: s.cfg.Deliver.ReloadInterval, log: s.log}
+	bg.Go(func() { _ = l.run(ctx) })
+	bg.Go(func() { s.commitLoop(ctx) })
+	s.log.Info("webhook sink started", zap.Strings("topics", s.consumedTopics()), zap.String("group", s.cfg.WebhookGroup()),
+		zap.Int("subscriptions", len(subs)))
+
+	s.pollLoop(ctx)
+
+	stop(nil)
+	s.workers.Wait()
+	s.stopPartitions(s.takeAll(), true)
+	bg.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
+}
+
+func (s *Sink) connectKafka(ctx context.Context) error {
+	opts, err := kafkaconn.Opts(s.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	admin, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("webhook: kafka client: %w", err)
+	}
+	defer admin.Close()
+	if err := kafkaconn.EnsureTopics(ctx, kadm.NewClient(admin), Topics(s.cfg)); err != nil {
+		return err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(s.cfg.WebhookGroup()),
+		kgo.ConsumeTopics(s.consumedTopics()...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.OnPartitionsRevoked(s.revoked),
+		kgo.OnPartitionsLost(s.lost),
+	)
+	if s.cl, err = kgo.NewClient(append(opts, s.kopts...)...); err != nil {
+		return fmt.Errorf("webhook: kafka client: %w", err)
+	}
+	if s.registry == nil {
+		if s.registry, err = s.defaultRegistry(); err != nil {
+			s.cl.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) defaultRegistry() (avro.Registry, error) {
+	r := s.cfg.SchemaRegistry
+	if r.URL == "" {
+		return avro.NewTopicRegistry(s.cl, s.cfg.Kafka.TopicPrefix+"schemas"), nil
+	}
+	opts := []sr.ClientOpt{sr.URLs(r.URL)}
+	if r.Username != "" {
+		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
+	}
+	c, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: schema_registry.url %q: %w", r.URL, err)
+	}
+	return avro.NewConfluentRegistry(c), nil
+}
+
+// pollLoop polls and hands each partition's records to its goroutine, until ctx is done.
+func (s *Sink) pollLoop(ctx context.Context) {
+	for {
+		fs := s.cl.PollRecords(ctx, 4096)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			s.cl.AllowRebalance()
+			return
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				s.log.Warn("webhook: fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
+			}
+		})
+		fs.EachPartition(func(f kgo.FetchTopicPartition) {
+			if len(f.Records) == 0 {
+				return
+			}
+			p := s.partition(f.Topic, f.Partition)
+			select {
+			case p.in <- f.Records:
+			case <-ctx.Done():
+			}
+		})
+		s.cl.AllowRebalance()
+	}
+}
+
+func (s *Sink) partition(topic string, id int32) *partition {
+	s.partsMu.Lock()
+	defer s.partsMu.Unlock()
+	k := tp{topic, id}
+	if p := s.parts[k]; p != nil {
+		return p
+	}
+	p := newPartition(s, topic, id)
+	pctx, cancel := context.WithCancel(s.ctx)
+	p.stop = cancel
+	s.parts[k] = p
+	s.partsWG.Go(func() { p.run(pctx) })
+	return p
+}
+
+func (s *Sink) take(assigned map[string][]int32) []*partition {
+	s.partsMu.Lock()
+	defer s.partsMu.Unlock()
+	var out []*partition
+	for topic, ids := range assigned {
+		for _, id := range ids {
+			if p := s.parts[tp{topic, id}]; p != nil {
+				out = append(out, p)
+				delete(s.parts, tp{topic, id})
+			}
+		}
+	}
+	return out
+}
+
+func (s *Sink) takeAll() []*partition {
+	s.partsMu.Lock()
+	defer s.partsMu.Unlock()
+	out := make([]*partition, 0, len(s.parts))
+	for k, p := range s.parts {
+		out = append(out, p)
+		delete(s.parts, k)
+	}
+	return out
+}
+
+// stopPartitions stops the partitions' goroutines and, when commit is set, commits their final
+// watermarks. Tasks still in flight finish into closed partitions and are ignored: they are
+// redone by the partitions' next owner.
+func (s *Sink) stopPartitions(ps []*partition, commit bool) {
+	for _, p := range ps {
+		p.stop()
+	}
+	for _, p := range ps {
+		<-p.done
+	}
+	if !commit {
+		return
+	}
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for _, p := range ps {
+		if o := p.committable.Load(); o >= 0 {
+			if offsets[p.topic] == nil {
+				offsets[p.topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[p.topic][p.id] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			s.log.Warn("webhook: final offset commit failed; deliveries since the last commit will be repeated", zap.Error(err))
+		}
+	})
+}
+
+func (s *Sink) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.stopPartitions(s.take(lost), true)
+}
+
+func (s *Sink) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.stopPartitions(s.take(lost), false)
+}
+
+// commitLoop commits the watermarks the partitions published, every commitInterval.
+func (s *Sink) commitLoop(ctx context.Context) {
+	last := map[tp]int64{}
+	t := time.NewTicker(commitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		offsets := map[string]map[int32]kgo.EpochOffset{}
+		s.partsMu.Lock()
+		for k, p := range s.parts {
+			if o := p.committable.Load(); o >= 0 && o != last[k] {
+				if offsets[k.topic] == nil {
+					offsets[k.topic] = map[int32]kgo.EpochOffset{}
+				}
+				offsets[k.topic][k.id] = kgo.EpochOffset{Epoch: -1, Offset: o}
+				last[k] = o
+			}
+		}
+		s.partsMu.Unlock()
+		if len(offsets) > 0 {
+			s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn("webhook: offset commit failed; retrying next interval", zap.Error(err))
+					clear(last)
+				}
+			})
+		}
+	}
+}
+
+func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot, error) {
+	_, body, err := s.registry.Resolve(ctx, r.Value)
+	if err != nil {
+		return avro.Snapshot{}, err
+	}
+	return avro.DecodeSnapshot(body)
+}
+
+// match builds a task per subscription of the snapshot's tenant and event type.
+func (s *Sink) match(p *partition, snap *avro.Snapshot) []*task {
+	subs := s.idx.match(snap.Tenant, snap.EventType)
+	if len(subs) == 0 {
+		return nil
+	}
+	now := s.now()
+	tasks := make([]*task, 0, len(subs))
+	for _, sub := range subs {
+		tasks = append(tasks, &task{
+			job:  Job{Subscription: sub.UUID, Snapshot: toSnapJSON(snap), Attempt: 1, FirstAttempt: now, Kind: "snapshot"},
+			snap: *snap, ordered: sub.Ordered && sub.Enabled, part: p,
+		})
+	}
+	return tasks
+}
+
+// dispatch hands a due task to its endpoint, or ends it when its subscription is disabled or
+// gone.
+func (s *Sink) dispatch(t *task) {
+	sub := s.idx.get(t.job.Subscription)
+	switch {
+	case sub == nil:
+		s.finishWithout(t, OutcomeUnknown, "subscription no longer exists")
+	case !sub.Enabled:
+		s.finishWithout(t, OutcomeDisabledTarget, sub.DisabledReason)
+	default:
+		s.eps.submit(t, sub)
+	}
+}

@@ -1,0 +1,48 @@
+package webhook
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+)
+
+func TestGuardRefusesPrivateAddresses(t *testing.T) {
+	g, err := newGuard(false, []string{"10.1.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range []string{"127.0.0.1", "::1", "10.0.0.1", "172.16.3.4", "192.168.1.1", "169.254.169.254",
+		"fd00:ec2::254", "fc00::1", "fe80::1", "100.64.0.1", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "::ffff:10.0.0.1"} {
+		if err := g.checkIP(netip.MustParseAddr(ip), false); !errors.Is(err, ErrRefusedTarget) {
+			t.Errorf("%s: %v, want refused", ip, err)
+		}
+	}
+	for _, ip := range []string{"8.8.8.8", "2606:4700::1111", "10.1.2.3"} {
+		if err := g.checkIP(netip.MustParseAddr(ip), false); err != nil {
+			t.Errorf("%s: %v, want allowed", ip, err)
+		}
+	}
+	if err := g.checkIP(netip.MustParseAddr("8.8.8.8"), true); err == nil {
+		t.Error("plain http to a public address allowed")
+	}
+	if _, err := g.checkURL("http://example.com/x"); err == nil {
+		t.Error("http URL allowed without allow_loopback")
+	}
+	dev, _ := newGuard(true, nil)
+	if err := dev.checkIP(netip.MustParseAddr("127.0.0.1"), true); err != nil {
+		t.Errorf("loopback over http with allow_loopback: %v", err)
+	}
+}
+
+func TestMessageIDIsStableAndDistinct(t *testing.T) {
+	a := MessageID("u1", "incident.instance", "134", 2)
+	if a != MessageID("u1", "incident.instance", "134", 2) || len(a) != 30 {
+		t.Fatalf("unstable or wrong length: %s", a)
+	}
+	for _, b := range []string{MessageID("u2", "incident.instance", "134", 2), MessageID("u1", "incident.instance", "134", 3),
+		MessageID("u1", "incident.instance", "1342", 2), MessageID("u1", "incident.instance|134", "", 2)} {
+		if a == b {
+			t.Fatalf("collision %s", a)
+		}
+	}
+}
