@@ -15,6 +15,7 @@ import (
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/demo"
+	"github.com/walhook/walhook/internal/devreceiver"
 	"github.com/walhook/walhook/internal/embedkafka"
 	"github.com/walhook/walhook/internal/embedpg"
 	"github.com/walhook/walhook/internal/obs"
@@ -77,6 +78,8 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		// The demo's timeline deletes must carry incident_instance_id; dev may change the demo
 		// tables it owns, a production deployment decides for itself.
 		CDC: config.CDC{ManageReplicaIdentity: true},
+		// The built-in receiver listens on loopback, which the SSRF guard refuses by default.
+		Deliver: config.Deliver{AllowLoopback: true},
 	}
 	if f.brokers != "" {
 		base.Kafka.Brokers = strings.Split(f.brokers, ",")
@@ -116,16 +119,26 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 	if err != nil {
 		return fmt.Errorf("demo model: %w", err)
 	}
+	recv, err := devreceiver.Listen(out)
+	if err != nil {
+		return err
+	}
+	events, err := subscribeDemo(ctx, cfg.Postgres.URL, cfg, recv)
+	if err != nil {
+		return err
+	}
 	env := map[string]string{
 		"WALHOOK_PG_URL":       cfg.Postgres.URL,
 		"WALHOOK_BROKERS":      strings.Join(cfg.Kafka.Brokers, ","),
 		"WALHOOK_REGISTRY_URL": cfg.SchemaRegistry.URL,
+		"WALHOOK_RECEIVER_URL": recv.URL(),
 	}
 	envFile := filepath.Join(f.dir, "dev.env")
 	if err := writeEnvFile(envFile, env); err != nil {
 		return err
 	}
 	printDevBanner(out, env, envFile, cfg.HTTP.Listen)
+	fmt.Fprintf(out, "  the built-in receiver verifies and prints tenant %q's %s\n", devTenant, strings.Join(events, ", "))
 
 	p, err := newProcess(cfg)
 	if err != nil {
@@ -136,6 +149,7 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 	if err != nil {
 		return err
 	}
+	services = append(services, service{name: "receiver", run: recv.Run})
 	log.Info("walhook dev is ready; Ctrl-C stops it", zap.Duration("startup", time.Since(started).Round(time.Millisecond)))
 	return p.run(ctx, services...)
 }

@@ -82,7 +82,7 @@ func TestDevStartsAndStopsCleanly(t *testing.T) {
 	})
 	t.Logf("ready after %v", time.Since(started).Round(time.Millisecond))
 	env := readEnvFile(t, envFile)
-	for _, k := range []string{"WALHOOK_PG_URL", "WALHOOK_BROKERS", "WALHOOK_REGISTRY_URL"} {
+	for _, k := range []string{"WALHOOK_PG_URL", "WALHOOK_BROKERS", "WALHOOK_REGISTRY_URL", "WALHOOK_RECEIVER_URL"} {
 		if env[k] == "" {
 			t.Fatalf("%s missing from %s:\n%v", k, envFile, env)
 		}

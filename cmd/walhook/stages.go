@@ -2,11 +2,16 @@ package main
 
 import "context"
 
-// devStages builds every stage that exists, wired to the process's config, logger and metrics.
+// devStages builds every stage, wired to the process's config, logger and metrics, in pipeline
+// order.
 func devStages(_ context.Context, p *process) ([]service, error) {
-	cdcSvc, err := cdcService(p)
-	if err != nil {
-		return nil, err
+	var services []service
+	for _, build := range []func(*process) (service, error){cdcService, deliverService} {
+		svc, err := build(p)
+		if err != nil {
+			return nil, err
+		}
+		services = append(services, svc)
 	}
-	return []service{cdcSvc}, nil
+	return services, nil
 }
