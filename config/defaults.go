@@ -42,6 +42,7 @@ func (c *Config) applyDefaults() {
 	setString(&c.Log.Level, DefaultLogLevel)
 	setString(&c.Log.Format, DefaultLogFormat)
 	c.CDC.defaults(c.src.explicit("cdc.heartbeat_interval"))
+	c.BubbleUp.SetDefaults()
 	c.Deliver.SetDefaults()
 	for i := range c.Model.Roots {
 		c.Model.Roots[i].defaults()

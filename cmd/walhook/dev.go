@@ -80,6 +80,8 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		CDC: config.CDC{ManageReplicaIdentity: true},
 		// The built-in receiver listens on loopback, which the SSRF guard refuses by default.
 		Deliver: config.Deliver{AllowLoopback: true},
+		// Kept between runs like the servers' data, so a restart restores nothing it already has.
+		BubbleUp: config.BubbleUp{StateDir: filepath.Join(f.dir, "bubbleup")},
 	}
 	if f.brokers != "" {
 		base.Kafka.Brokers = strings.Split(f.brokers, ",")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
@@ -233,19 +232,7 @@ func hooksRetrigger() *cobra.Command {
 }
 
 func registryFor(cfg *config.Config, cl *kgo.Client) (avro.Registry, error) {
-	r := cfg.SchemaRegistry
-	if r.URL == "" {
-		return avro.NewTopicRegistry(cl, cfg.Kafka.TopicPrefix+"schemas"), nil
-	}
-	opts := []sr.ClientOpt{sr.URLs(r.URL)}
-	if r.Username != "" {
-		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
-	}
-	c, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	return avro.NewConfluentRegistry(c), nil
+	return kafkaconn.AvroRegistry(cfg, cl)
 }
 
 func hooksReplay() *cobra.Command {

@@ -16,6 +16,7 @@ func newRootCommand() *cobra.Command {
 		newConfigCommand(),
 		newDevCommand(),
 		newCDCCommand(),
+		newBubbleupCommand(),
 		newDeliverCommand(),
 		newHooksCommand(),
 	)

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
@@ -251,19 +250,7 @@ func (s *Sink) connectKafka(ctx context.Context) error {
 }
 
 func (s *Sink) defaultRegistry() (avro.Registry, error) {
-	r := s.cfg.SchemaRegistry
-	if r.URL == "" {
-		return avro.NewTopicRegistry(s.cl, s.cfg.Kafka.TopicPrefix+"schemas"), nil
-	}
-	opts := []sr.ClientOpt{sr.URLs(r.URL)}
-	if r.Username != "" {
-		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
-	}
-	c, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: schema_registry.url %q: %w", r.URL, err)
-	}
-	return avro.NewConfluentRegistry(c), nil
+	return kafkaconn.AvroRegistry(s.cfg, s.cl)
 }
 
 // pollLoop polls and hands each partition's records to its goroutine, until ctx is done.

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/internal/kafkaconn"
+	"github.com/walhook/walhook/pipeline"
+)
+
+func newBubbleupCommand() *cobra.Command {
+	var f processFlags
+	cmd := &cobra.Command{
+		Use:   "bubbleup",
+		Short: "Fold row changes into one versioned snapshot per root per source transaction",
+		Long: `bubbleup consumes the change topics as a consumer group, keeps each root's state (root row,
+subordinate rows, version, last applied LSN) in a local store backed by a compacted changelog topic,
+and at the end of each source transaction emits one complete snapshot of every root it touched:
+created, updated or deleted, version n+1, exactly once (Kafka transactions). Scale it by running
+more processes with the same config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := f.load()
+			if err != nil {
+				return err
+			}
+			svc, err := bubbleupService(p)
+			if err != nil {
+				return err
+			}
+			return p.run(cmd.Context(), svc)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func bubbleupService(p *process) (service, error) {
+	// The schema registry client (or the schema topic reader) lives as long as the stage.
+	opts, err := kafkaconn.Opts(p.cfg.Kafka)
+	if err != nil {
+		return service{}, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return service{}, fmt.Errorf("bubbleup: kafka client: %w", err)
+	}
+	reg, err := kafkaconn.AvroRegistry(p.cfg, cl)
+	if err != nil {
+		cl.Close()
+		return service{}, err
+	}
+	stage, err := pipeline.New(p.cfg, pipeline.WithLogger(p.log.Named("bubbleup")), pipeline.WithRegisterer(p.reg), pipeline.WithRegistry(reg))
+	if err != nil {
+		cl.Close()
+		return service{}, err
+	}
+	return service{name: "bubbleup", run: func(ctx context.Context) error {
+		defer cl.Close()
+		return stage.Run(ctx)
+	}}, nil
+}

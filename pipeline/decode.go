@@ -1,0 +1,93 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/avro"
+)
+
+// Header names CDC sets on every record.
+const (
+	headerKind  = "walhook-kind"
+	headerTable = "walhook-table"
+	headerOp    = "walhook-op"
+	headerLSN   = "walhook-lsn"
+)
+
+// Header names of snapshot records.
+const (
+	headerEventType = "walhook-event-type"
+	headerVersion   = "walhook-version"
+	headerTenant    = "walhook-tenant"
+)
+
+const opDelete = avro.OpDelete
+
+type recordKind uint8
+
+const (
+	kindChange recordKind = iota + 1
+	kindTxnEnd
+	kindWatermark
+)
+
+// input is one decoded record of a change or reference topic.
+type input struct {
+	kind      recordKind
+	change    *avro.Change
+	txnEnd    avro.TxnEnd
+	watermark avro.Watermark
+}
+
+// decoder decodes framed change records and markers. It caches compiled change decoders by writer
+// schema; it is not safe for concurrent use (each goroutine has its own).
+type decoder struct {
+	reg     avro.Registry
+	changes map[string]*avro.ChangeDecoder
+}
+
+func newDecoder(reg avro.Registry) *decoder {
+	return &decoder{reg: reg, changes: map[string]*avro.ChangeDecoder{}}
+}
+
+func header(rec *kgo.Record, name string) string {
+	for _, h := range rec.Headers {
+		if h.Key == name {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
+	schemaJSON, body, err := d.reg.Resolve(ctx, rec.Value)
+	if err != nil {
+		return input{}, fmt.Errorf("resolve writer schema: %w", err)
+	}
+	switch kind := header(rec, headerKind); kind {
+	case "txn-end":
+		m, err := avro.DecodeTxnEnd(body)
+		return input{kind: kindTxnEnd, txnEnd: m}, err
+	case "watermark":
+		m, err := avro.DecodeWatermark(body)
+		return input{kind: kindWatermark, watermark: m}, err
+	case "change", "":
+		cd := d.changes[schemaJSON]
+		if cd == nil {
+			if cd, err = avro.NewChangeDecoder(schemaJSON); err != nil {
+				return input{}, fmt.Errorf("compile change decoder for table %s: %w", header(rec, headerTable), err)
+			}
+			d.changes[schemaJSON] = cd
+		}
+		c, err := cd.Decode(body)
+		if err != nil {
+			return input{}, fmt.Errorf("decode change of table %s at LSN %s: %w", header(rec, headerTable), header(rec, headerLSN), err)
+		}
+		return input{kind: kindChange, change: c}, nil
+	default:
+		return input{}, fmt.Errorf("unknown %s header %q: this stage reads change, txn-end and watermark records", headerKind, kind)
+	}
+}

@@ -1,0 +1,81 @@
+// Package pipeline is the bubble-up stage: a Kafka consumer group over the change topics that
+// emits, for every source transaction that touched a root or any of its subordinates, exactly one
+// complete, versioned snapshot of that root to the root's snapshot topic.
+//
+// It imports config, avro and internal/kafkaconn; it must not import cdc, sinks or cmd.
+//
+// # Reading path
+//
+// stage.go (New, Run, topics, state store) → loop.go (the Kafka transaction loop) → partition.go
+// (one worker per input partition) → apply.go (rows into state, verbs) → payload.go (the JSON
+// object) → refs.go (cross-service references) → restore.go (state from the changelog) →
+// state.go (what is stored) → metrics.go.
+//
+// # Snapshot records
+//
+// Topic config.Kafka.SnapshotTopic(root) ("<prefix>snapshots.<event_prefix>"), keyed by the text
+// of the root's key ("134"), value framed by the avro.Registry (Confluent wire format or Avro
+// single-object encoding) with the fixed schema walhook.Snapshot (avro.SnapshotSchema,
+// avro.AppendSnapshot, avro.DecodeSnapshot):
+//
+//	root_type     string   root table, "incident.instance"
+//	event_prefix  string   "incident.instance"
+//	key           string   "134"
+//	tenant        string   text of the root's tenant column ("" when null)
+//	event_type    string   "incident_instance_updated"
+//	verb          enum Verb {created, updated, deleted}
+//	version       long     1, 2, 3… per root: no gap, no repeat
+//	commit_lsn    long     commit LSN of the source transaction
+//	commit_time   long timestamp-micros
+//	payload       string   the exact JSON body of the webhook in the bare form; for a root with
+//	                       snapshot_form old_new, {"old": previous bare object or null, "new": current}
+//
+// Headers: walhook-event-type, walhook-version (decimal) and walhook-tenant. Snapshots are written
+// in Kafka transactions: consumers (the webhook and compliance sinks) must read with
+// read_committed.
+//
+// # Payload
+//
+// Root columns in table order minus the tenant column, the soft-delete column and excluded ones;
+// then each reference as its projected columns (null when the referenced row is missing); then
+// each subordinate array (without soft-deleted rows, ordered by order_by then key, nested arrays
+// inside; a subordinate's parent column, tenant and soft-delete columns are left out).
+// Timestamps are UTC ISO 8601 with milliseconds and Z, integers JSON numbers, numeric JSON
+// number text, json/jsonb embedded, enums their text, bytea "\x…" hex, nulls null, empty arrays [].
+//
+// # Verbs
+//
+// created when the root row was inserted in the transaction (even if also updated); deleted when
+// the soft-delete column turned true or the root row was hard-deleted (the payload is the last
+// object); updated otherwise. Initial-snapshot rows (op read) build state and emit nothing unless
+// bubbleup.emit_reads is set.
+//
+// # State and exactly once
+//
+// Each input partition (change topic, partition) belongs to one worker goroutine; the transaction
+// loop sends it work. A root's state (root row, subordinate rows of every depth, version, last
+// applied commit LSN, the open source transaction) is JSON in a Pebble store under
+// ('S', root index, partition, root key) and in the compacted changelog topic
+// "<prefix><bubbleup.group>.changelog" (partition = input partition, key "<event_prefix>\x00<root
+// key>"). Consuming, producing snapshots and changelog records, and committing offsets happen in
+// one Kafka transaction (kgo.GroupTransactSession). Workers apply a batch to an in-memory overlay;
+// Pebble is written only after the commit succeeded; an abort drops the overlay and the session
+// rewinds to the committed offsets. On every assignment of a partition its Pebble range is dropped
+// and restored from the changelog (read_committed, up to the last stable offset, in large batches),
+// so a crash between the Kafka commit and the Pebble write loses nothing. A change or TxnEnd whose
+// commit LSN is at or below the root's applied LSN is a replay and is skipped.
+//
+// # References
+//
+// One goroutine reads every reference topic from its start (no group, read_committed) into a
+// local table and tracks the watermark of each partition. A snapshot of a root with references
+// waits until every partition of each referenced topic has a watermark at or above the snapshot's
+// commit LSN.
+//
+// # Goroutines
+//
+// Run owns: the transaction loop (Run's own goroutine), one worker per assigned input partition
+// (started by the loop on the partition's first records, stopped on revoke or at exit), the
+// reference reader, and the short-lived goroutines that wait for the workers of one batch. Run
+// returns after all of them stopped.
+package pipeline

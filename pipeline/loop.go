@@ -1,0 +1,235 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+// loop is the transaction loop (the goroutine of Run). Each turn: poll a batch, begin a Kafka
+// transaction, let each partition's worker apply its records to its overlay, produce the
+// snapshots and changelog records, and end the transaction, which commits the consumed offsets
+// with them. Only after a commit do the workers write their overlays to Pebble; after an abort
+// they drop them and the session rewinds to the committed offsets. After a crash between the
+// Kafka commit and the Pebble write the changelog is the truth: every assignment restores from it.
+func (s *Stage) loop(ctx context.Context) error {
+	sess, err := s.newSession()
+	if err != nil {
+		return err
+	}
+	workers := map[topicPartition]*partWorker{}
+	defer func() {
+		sess.Close() // leaves the group; the revoke callback only queues
+		for _, w := range workers {
+			w.stop()
+		}
+	}()
+	for {
+		fs := sess.PollRecords(ctx, s.cfg.BubbleUp.MaxPollRecords)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return nil
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			s.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
+		})
+		s.dropRevoked(workers)
+		batches := map[topicPartition][]*kgo.Record{}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			tp := topicPartition{p.Topic, p.Partition}
+			batches[tp] = append(batches[tp], p.Records...)
+			last := p.Records[len(p.Records)-1].Offset
+			s.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
+		})
+		if len(batches) == 0 {
+			continue
+		}
+		if err := s.transact(ctx, sess, workers, batches); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
+	topics := make([]string, 0, len(s.roots))
+	for _, rm := range s.roots {
+		topics = append(topics, rm.changeTopic)
+	}
+	onRevoked := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		s.revokedMu.Lock()
+		defer s.revokedMu.Unlock()
+		for t, ps := range m {
+			for _, p := range ps {
+				s.revoked = append(s.revoked, topicPartition{t, p})
+			}
+		}
+	}
+	opts := append(append([]kgo.Opt(nil), s.connOpts...),
+		kgo.ConsumerGroup(s.groupID),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.TransactionalID(s.groupID+"-"+randomSuffix()),
+		kgo.TransactionTimeout(s.cfg.BubbleUp.TransactionTimeout),
+		kgo.RecordPartitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)}),
+		kgo.OnPartitionsRevoked(onRevoked),
+		kgo.OnPartitionsLost(onRevoked),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: consumer group %s: %w", s.groupID, err)
+	}
+	return sess, nil
+}
+
+// dropRevoked stops the workers of partitions the group took away. A partition given back later
+// gets a new worker, which restores from the changelog: another member may have moved it on.
+func (s *Stage) dropRevoked(workers map[topicPartition]*partWorker) {
+	s.revokedMu.Lock()
+	revoked := s.revoked
+	s.revoked = nil
+	s.revokedMu.Unlock()
+	for _, tp := range revoked {
+		if w := workers[tp]; w != nil {
+			w.stop()
+			delete(workers, tp)
+		}
+	}
+}
+
+// transact runs one Kafka transaction over batches.
+func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, workers map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record) error {
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("pipeline: begin transaction: %w", err)
+	}
+	involved := make(map[topicPartition]*partWorker, len(batches))
+	for tp := range batches {
+		w, err := s.worker(ctx, workers, tp)
+		if err != nil {
+			_, _ = sess.End(ctx, kgo.TryAbort)
+			return err
+		}
+		involved[tp] = w
+	}
+	results := s.process(ctx, involved, batches)
+	var procErr error
+	for _, r := range results {
+		procErr = errors.Join(procErr, r.err)
+	}
+	if procErr != nil {
+		_, _ = sess.End(ctx, kgo.TryAbort)
+		s.each(involved, (*partWorker).abort)
+		return fmt.Errorf("pipeline: %w", procErr)
+	}
+	var mu sync.Mutex
+	var produceErr error
+	for _, r := range results {
+		for _, rec := range r.out {
+			sess.Produce(ctx, rec, func(rec *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	start := time.Now()
+	committed, err := sess.End(ctx, kgo.TransactionEndTry(produceErr == nil))
+	s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+	if err == nil && produceErr != nil {
+		s.log.Warn("transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
+	}
+	if err != nil || !committed {
+		s.metrics.aborts.Inc()
+		s.each(involved, (*partWorker).abort)
+		if err != nil {
+			return fmt.Errorf("pipeline: end transaction: %w", err)
+		}
+		return nil
+	}
+	var commitErr error
+	for _, w := range involved {
+		w.do(func() { commitErr = errors.Join(commitErr, w.commit()) })
+	}
+	for _, r := range results {
+		for et, n := range r.snaps {
+			s.metrics.snapshots.WithLabelValues(et).Add(float64(n))
+		}
+	}
+	return commitErr
+}
+
+// worker returns the partition's worker, starting it and restoring its state first when the
+// partition is new to this member.
+func (s *Stage) worker(ctx context.Context, workers map[topicPartition]*partWorker, tp topicPartition) (*partWorker, error) {
+	if w := workers[tp]; w != nil {
+		return w, nil
+	}
+	rm := s.byTopic[tp.topic]
+	if rm == nil {
+		return nil, fmt.Errorf("pipeline: records from unexpected topic %s", tp.topic)
+	}
+	w := s.startWorker(rm, tp.partition)
+	var err error
+	w.do(func() { err = w.restore(ctx) })
+	if err != nil {
+		w.stop()
+		return nil, err
+	}
+	workers[tp] = w
+	return w, nil
+}
+
+// process runs every worker's batch concurrently, each on its own worker goroutine, and waits.
+func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record) []batchResult {
+	results := make([]batchResult, 0, len(involved))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for tp, w := range involved {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r batchResult
+			w.do(func() { r = w.process(ctx, batches[tp]) })
+			mu.Lock()
+			results = append(results, r)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func (s *Stage) each(ws map[topicPartition]*partWorker, fn func(*partWorker)) {
+	for _, w := range ws {
+		w.do(func() { fn(w) })
+	}
+}
+
+// partitioner writes changelog records to the partition set on them (the input partition) and
+// snapshots by key hash.
+type partitioner struct {
+	changelog string
+	byKey     kgo.Partitioner
+}
+
+func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if topic == p.changelog {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return p.byKey.ForTopic(topic)
+}

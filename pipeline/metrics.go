@@ -1,0 +1,65 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics of the bubble-up stage, registered on the Registerer given to New.
+type metrics struct {
+	snapshots      *prometheus.CounterVec // by event type; rate() is snapshots per second
+	commitSeconds  prometheus.Histogram
+	aborts         prometheus.Counter
+	restoreSeconds prometheus.Histogram
+	restoredRoots  prometheus.Counter
+	stateRoots     prometheus.Gauge
+	stateBytes     prometheus.GaugeFunc
+	lag            *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, error) {
+	m := &metrics{
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "snapshots_total",
+			Help: "Snapshots committed to the snapshot topics, by event type.",
+		}, []string{"event_type"}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "txn_commit_seconds",
+			Help:    "Latency of ending one Kafka transaction (flush, offset commit, end).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		aborts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "txn_aborts_total",
+			Help: "Kafka transactions aborted (rebalance, produce error); their input is consumed again.",
+		}),
+		restoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "restore_seconds",
+			Help:    "Time to restore one assigned partition's state from the changelog.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		restoredRoots: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "restored_roots_total",
+			Help: "Roots restored from the changelog.",
+		}),
+		stateRoots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "state_roots",
+			Help: "Roots held in the local state of the assigned partitions.",
+		}),
+		stateBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "state_bytes",
+			Help: "Disk space used by the local state store.",
+		}, diskUsage),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "consumer_lag_records",
+			Help: "Records between the last consumed offset and the high watermark, per input partition.",
+		}, []string{"topic", "partition"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,252 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/walhook/walhook/avro"
+)
+
+// tsLayout is the contract's timestamp format: UTC, milliseconds, Z.
+const tsLayout = "2006-01-02T15:04:05.000Z"
+
+// jsonValue renders one decoded column value the way the contract's payloads show it.
+func jsonValue(v any) json.RawMessage {
+	switch x := v.(type) {
+	case nil:
+		return json.RawMessage("null")
+	case bool:
+		return json.RawMessage(strconv.FormatBool(x))
+	case int32:
+		return json.RawMessage(strconv.FormatInt(int64(x), 10))
+	case int64:
+		return json.RawMessage(strconv.FormatInt(x, 10))
+	case int:
+		return json.RawMessage(strconv.Itoa(x))
+	case float32:
+		return floatJSON(float64(x), 32)
+	case float64:
+		return floatJSON(x, 64)
+	case string:
+		return quote(x)
+	case avro.Decimal:
+		if _, err := strconv.ParseFloat(string(x), 64); err != nil || !json.Valid([]byte(x)) {
+			return quote(string(x)) // NaN, ±Infinity
+		}
+		return json.RawMessage(x)
+	case time.Time:
+		if avro.IsInfiniteTime(x) {
+			if x.UnixMicro() > 0 {
+				return quote("infinity")
+			}
+			return quote("-infinity")
+		}
+		return quote(x.UTC().Format(tsLayout))
+	case avro.Date:
+		return quote(x.String())
+	case avro.TimeOfDay:
+		return quote(x.String())
+	case avro.JSON:
+		if len(x) == 0 || !json.Valid(x) {
+			return json.RawMessage("null")
+		}
+		return compact(x)
+	case []byte:
+		return quote(`\x` + hex.EncodeToString(x))
+	case []any:
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(jsonValue(e))
+		}
+		b.WriteByte(']')
+		return b.Bytes()
+	default:
+		out, err := json.Marshal(x)
+		if err != nil {
+			return quote(fmt.Sprint(x))
+		}
+		return out
+	}
+}
+
+func floatJSON(f float64, bits int) json.RawMessage {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return quote(strconv.FormatFloat(f, 'g', -1, bits))
+	}
+	return json.RawMessage(strconv.FormatFloat(f, 'g', -1, bits))
+}
+
+func quote(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+func compact(j []byte) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, j); err != nil {
+		return json.RawMessage("null")
+	}
+	return b.Bytes()
+}
+
+// keyText is the text of a key value as the record key carries it: a JSON string unquoted, any
+// other JSON value as written.
+func keyText(raw json.RawMessage) string {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	}
+	return string(raw)
+}
+
+// payloadBuilder renders the complete object of one root from its state.
+type payloadBuilder struct {
+	rm   *rootModel
+	refs func(table, key string) *row // the reference row, nil when missing
+}
+
+// build writes the bare object: root columns, then references, then subordinate arrays.
+func (p payloadBuilder) build(key string, s *rootState) []byte {
+	var b bytes.Buffer
+	b.Grow(512)
+	b.WriteByte('{')
+	n := p.writeColumns(&b, p.rm.root, s.Root, 0)
+	for _, ref := range p.rm.refs {
+		n = field(&b, n, ref.Field)
+		var target *row
+		if v, ok := s.Root.get(ref.Column); ok && string(v) != "null" {
+			target = p.refs(ref.Table, keyText(v))
+		}
+		if target == nil {
+			b.WriteString("null")
+			continue
+		}
+		b.WriteByte('{')
+		m := 0
+		for _, c := range ref.Columns {
+			m = field(&b, m, c)
+			if v, ok := target.get(c); ok {
+				b.Write(v)
+			} else {
+				b.WriteString("null")
+			}
+		}
+		b.WriteByte('}')
+	}
+	p.writeArrays(&b, n, p.rm.root, key, s)
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+func (p payloadBuilder) writeArrays(b *bytes.Buffer, n int, parent *tableModel, parentKey string, s *rootState) {
+	for _, child := range parent.children {
+		n = field(b, n, child.array)
+		b.WriteByte('[')
+		for i, r := range childrenOf(child, parentKey, s) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('{')
+			m := p.writeColumns(b, child, r, 0)
+			k, _ := r.get(child.key)
+			p.writeArrays(b, m, child, keyText(k), s)
+			b.WriteByte('}')
+		}
+		b.WriteByte(']')
+	}
+}
+
+func (p payloadBuilder) writeColumns(b *bytes.Buffer, t *tableModel, r *row, n int) int {
+	for i, c := range r.Cols {
+		if t.hidden[c] {
+			continue
+		}
+		n = field(b, n, c)
+		b.Write(r.Vals[i])
+	}
+	return n
+}
+
+// childrenOf lists the visible rows of child under parentKey in order_by order (key breaks ties).
+func childrenOf(child *tableModel, parentKey string, s *rootState) []*row {
+	var out []*row
+	for _, r := range s.Subs[child.table] {
+		if pk, ok := r.get(child.parentCol); !ok || keyText(pk) != parentKey {
+			continue
+		}
+		if child.softDelete != "" {
+			if d, ok := r.get(child.softDelete); ok && string(d) == "true" {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *row) int {
+		if c := compareJSON(a.mustGet(child.orderBy), b.mustGet(child.orderBy)); c != 0 {
+			return c
+		}
+		return compareJSON(a.mustGet(child.key), b.mustGet(child.key))
+	})
+	return out
+}
+
+// compareJSON orders two JSON scalars: null first, numbers numerically, anything else by text
+// (ISO timestamps sort correctly as text).
+func compareJSON(a, b json.RawMessage) int {
+	an, bn := string(a) == "null", string(b) == "null"
+	switch {
+	case an && bn:
+		return 0
+	case an:
+		return -1
+	case bn:
+		return 1
+	}
+	fa, errA := strconv.ParseFloat(string(a), 64)
+	fb, errB := strconv.ParseFloat(string(b), 64)
+	if errA == nil && errB == nil {
+		switch {
+		case fa < fb:
+			return -1
+		case fa > fb:
+			return 1
+		}
+		return 0
+	}
+	return bytes.Compare(a, b)
+}
+
+// field writes the separator and the quoted name of member n+1 and returns n+1.
+func field(b *bytes.Buffer, n int, name string) int {
+	if n > 0 {
+		b.WriteByte(',')
+	}
+	b.Write(quote(name))
+	b.WriteByte(':')
+	return n + 1
+}
+
+// oldNew wraps a payload for snapshot form old_new.
+func oldNew(old, cur []byte) []byte {
+	if len(old) == 0 {
+		old = []byte("null")
+	}
+	b := make([]byte, 0, len(old)+len(cur)+16)
+	b = append(b, `{"old":`...)
+	b = append(b, old...)
+	b = append(b, `,"new":`...)
+	b = append(b, cur...)
+	return append(b, '}')
+}

@@ -1,0 +1,136 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+// restoreBatchBytes is how much state one Pebble batch of a restore holds before it is committed.
+const restoreBatchBytes = 16 << 20
+
+// restore rebuilds the worker's Pebble range from the changelog partition: it drops the range,
+// then reads the partition from its start to its last stable offset (read_committed, so only
+// state of committed transactions) and writes the entries of this root type in large batches.
+// It runs on the worker goroutine before the partition's first batch.
+func (w *partWorker) restore(ctx context.Context) error {
+	start := time.Now()
+	prefix := statePrefix(w.rm.index, w.partition)
+	if err := w.s.db.DeleteRange(prefix, prefixEnd(prefix), pebble.NoSync); err != nil {
+		return fmt.Errorf("root %s partition %d: drop local state: %w", w.rm.cfg.Table, w.partition, err)
+	}
+	end, err := w.changelogEnd(ctx)
+	if err != nil {
+		return err
+	}
+	if end > 0 {
+		if _, err = w.readChangelog(ctx, prefix, end); err != nil {
+			return err
+		}
+	}
+	n, err := w.countRoots(prefix)
+	if err != nil {
+		return err
+	}
+	w.roots = n
+	w.s.metrics.stateRoots.Add(float64(n))
+	took := time.Since(start)
+	w.s.metrics.restoreSeconds.Observe(took.Seconds())
+	w.s.metrics.restoredRoots.Add(float64(n))
+	w.log.Info("restored state from changelog", zap.Int64("roots", n), zap.Int64("changelog_end", end), zap.Duration("took", took))
+	return nil
+}
+
+// changelogEnd is the last stable offset of the changelog partition: everything below it is
+// decided (committed or aborted).
+func (w *partWorker) changelogEnd(ctx context.Context) (int64, error) {
+	offs, err := kadm.NewClient(w.s.admin).ListCommittedOffsets(ctx, w.s.changelog)
+	if err != nil {
+		return 0, fmt.Errorf("root %s partition %d: list end offset of changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, err)
+	}
+	o, ok := offs.Lookup(w.s.changelog, w.partition)
+	if !ok {
+		return 0, fmt.Errorf("root %s: changelog %s has no partition %d: it needs as many partitions as the change topic %s",
+			w.rm.cfg.Table, w.s.changelog, w.partition, w.rm.changeTopic)
+	}
+	if o.Err != nil {
+		return 0, fmt.Errorf("root %s partition %d: end offset of changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, o.Err)
+	}
+	return o.Offset, nil
+}
+
+func (w *partWorker) readChangelog(ctx context.Context, prefix []byte, end int64) (int64, error) {
+	opts := append(append([]kgo.Opt(nil), w.s.connOpts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{w.s.changelog: {w.partition: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // control records let the read tell when it reached end
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(32<<20),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return 0, fmt.Errorf("restore client: %w", err)
+	}
+	defer cl.Close()
+	want := changelogKey(w.rm.cfg.EventPrefix, "")
+	b := w.s.db.NewBatch()
+	defer func() { b.Close() }()
+	var n int64
+	for next := int64(0); next < end; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
+		if ferr != nil {
+			return 0, fmt.Errorf("root %s partition %d: read changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, ferr)
+		}
+		for _, rec := range fs.Records() {
+			next = rec.Offset + 1
+			if rec.Offset >= end || rec.Attrs.IsControl() || !bytes.HasPrefix(rec.Key, want) {
+				continue
+			}
+			k := append(append([]byte(nil), prefix...), rec.Key[len(want):]...)
+			if rec.Value == nil {
+				err = b.Delete(k, nil)
+			} else {
+				err = b.Set(k, rec.Value, nil)
+				n++
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+		if b.Len() >= restoreBatchBytes {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return 0, fmt.Errorf("root %s partition %d: write restored state: %w", w.rm.cfg.Table, w.partition, err)
+			}
+			b.Close()
+			b = w.s.db.NewBatch()
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("root %s partition %d: write restored state: %w", w.rm.cfg.Table, w.partition, err)
+	}
+	return n, nil
+}
+
+// countRoots counts the keys of the worker's range.
+func (w *partWorker) countRoots(prefix []byte) (int64, error) {
+	it, err := w.s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for valid := it.First(); valid; valid = it.Next() {
+		n++
+	}
+	return n, it.Close()
+}
