@@ -44,6 +44,7 @@ func (c *Config) applyDefaults() {
 	c.CDC.defaults(c.src.explicit("cdc.heartbeat_interval"))
 	c.BubbleUp.SetDefaults()
 	c.Deliver.SetDefaults()
+	c.Compliance.SetDefaults(c.Kafka)
 	for i := range c.Model.Roots {
 		c.Model.Roots[i].defaults()
 	}

@@ -18,6 +18,8 @@ func newRootCommand() *cobra.Command {
 		newCDCCommand(),
 		newBubbleupCommand(),
 		newDeliverCommand(),
+		newComplyCommand(),
+		newTailCommand(),
 		newHooksCommand(),
 	)
 	return root

@@ -6,7 +6,7 @@ import "context"
 // order.
 func devStages(_ context.Context, p *process) ([]service, error) {
 	var services []service
-	for _, build := range []func(*process) (service, error){cdcService, bubbleupService, deliverService} {
+	for _, build := range []func(*process) (service, error){cdcService, bubbleupService, deliverService, complyService} {
 		svc, err := build(p)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,205 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
+)
+
+// Header names of compliance records, as the snapshot records carry them.
+const (
+	headerEventType = "walhook-event-type"
+	headerVersion   = "walhook-version"
+	headerTenant    = "walhook-tenant"
+)
+
+// loop consumes snapshot records and writes each to both compliance topics of its root, records
+// and consumer offsets in one Kafka transaction per poll.
+func (s *Sink) loop(ctx context.Context, cat catalog, fr framer) error {
+	sess, err := s.newSession()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	dec := &snapshotDecoder{reg: s.reg, known: map[string]bool{}}
+	for {
+		fetches := sess.PollRecords(ctx, s.maxPoll)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fetches.IsClientClosed() {
+			return errors.New("compliance: kafka client closed")
+		}
+		var fetchErr error
+		fetches.EachError(func(t string, p int32, err error) {
+			fetchErr = errors.Join(fetchErr, fmt.Errorf("fetch %s[%d]: %w", t, p, err))
+		})
+		if fetchErr != nil {
+			s.log.Warn("compliance: fetch errors; polling again", zap.Error(fetchErr))
+		}
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := s.transact(ctx, sess, cat, fr, dec, recs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
+	topics := make([]string, 0, len(s.roots))
+	for _, rs := range s.roots {
+		topics = append(topics, rs.snapshotTopic)
+	}
+	opts := append(append([]kgo.Opt(nil), s.connOpts...),
+		kgo.ConsumerGroup(s.groupID),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.TransactionalID(s.groupID+"-"+randomSuffix()),
+		kgo.TransactionTimeout(s.cfg.Compliance.TransactionTimeout),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: consumer group %s: %w", s.groupID, err)
+	}
+	return sess, nil
+}
+
+// transact runs one Kafka transaction over recs. Every output record is built before the first is
+// produced, so a schema refused as incompatible leaves nothing written.
+func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat catalog, fr framer, dec *snapshotDecoder, recs []*kgo.Record) error {
+	start := time.Now()
+	out := make([]*kgo.Record, 0, 2*len(recs))
+	for _, rec := range recs {
+		rs := s.byTopic[rec.Topic]
+		if rs == nil || rec.Value == nil {
+			continue
+		}
+		snap, err := dec.decode(ctx, rec)
+		if err != nil {
+			return err
+		}
+		for _, t := range []*topicSink{rs.log, rs.latest} {
+			r, err := s.record(ctx, cat, fr, rs, t, snap)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		if s.cfg.Compliance.TombstoneDeleted && snap.Verb == avro.VerbDeleted {
+			out = append(out, &kgo.Record{Topic: rs.latest.name, Key: []byte(snap.Key), Headers: headers(snap)})
+		}
+	}
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("compliance: begin transaction: %w", err)
+	}
+	var mu sync.Mutex
+	var produceErr error
+	for _, r := range out {
+		sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", r.Topic, r.Key, err))
+				mu.Unlock()
+			}
+		})
+	}
+	// End runs on its own deadline: a shutdown in the middle still commits or aborts, so the
+	// next member does not wait for the broker to time the transaction out.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Compliance.TransactionTimeout)
+	defer cancel()
+	committed, err := sess.End(endCtx, kgo.TransactionEndTry(produceErr == nil && ctx.Err() == nil))
+	if err != nil {
+		s.metrics.aborts.Inc()
+		return fmt.Errorf("compliance: end transaction: %w", err)
+	}
+	if !committed {
+		s.metrics.aborts.Inc()
+		if produceErr != nil {
+			s.log.Warn("compliance: transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
+		}
+		return nil
+	}
+	s.metrics.txnSeconds.Observe(time.Since(start).Seconds())
+	for _, r := range out {
+		s.metrics.records.WithLabelValues(r.Topic).Inc()
+	}
+	return nil
+}
+
+// record encodes snap for topic t, reading the catalog again once when the payload shows the
+// schema is stale (a column added or dropped).
+func (s *Sink) record(ctx context.Context, cat catalog, fr framer, rs *rootSink, t *topicSink, snap avro.Snapshot) (*kgo.Record, error) {
+	native, err := t.schema.native(snap)
+	var stale *staleError
+	if errors.As(err, &stale) {
+		old := t.schema.schema.Fingerprint
+		if err := s.loadSchemas(ctx, cat, fr, rs); err != nil {
+			return nil, fmt.Errorf("compliance: root %s key %q version %d: payload field %s: %w", rs.root.Table, snap.Key, snap.Version, stale, err)
+		}
+		if t.schema.schema.Fingerprint == old {
+			return nil, fmt.Errorf("compliance: root %s key %q version %d: payload field %s, and the table's columns in PostgreSQL say the same: "+
+				"does the bubble-up stage run with another model or database? Align the configs", rs.root.Table, snap.Key, snap.Version, stale)
+		}
+		native, err = t.schema.native(snap)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compliance: root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)
+	}
+	value, err := t.schema.codec.BinaryFromNative(append(make([]byte, 0, 256), t.prefix...), native)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: encode root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)
+	}
+	return &kgo.Record{Topic: t.name, Key: []byte(snap.Key), Value: value, Headers: headers(snap)}, nil
+}
+
+func headers(s avro.Snapshot) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: headerEventType, Value: []byte(s.EventType)},
+		{Key: headerVersion, Value: []byte(strconv.FormatInt(s.Version, 10))},
+		{Key: headerTenant, Value: []byte(s.Tenant)},
+	}
+}
+
+// snapshotDecoder decodes framed snapshot records; only Run's goroutine uses it.
+type snapshotDecoder struct {
+	reg   avro.Registry
+	known map[string]bool // writer schema text → is a walhook.Snapshot
+}
+
+func (d *snapshotDecoder) decode(ctx context.Context, rec *kgo.Record) (avro.Snapshot, error) {
+	text, body, err := d.reg.Resolve(ctx, rec.Value)
+	if err != nil {
+		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d: resolve writer schema: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+	ok, seen := d.known[text]
+	if !seen {
+		s, err := avro.ParseSchema(text)
+		ok = err == nil && s.FullName == "walhook.Snapshot"
+		d.known[text] = ok
+	}
+	if !ok {
+		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d is not a walhook.Snapshot record; only the bubble-up stage may write to snapshot topics",
+			rec.Topic, rec.Partition, rec.Offset)
+	}
+	snap, err := avro.DecodeSnapshot(body)
+	if err != nil {
+		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+	return snap, nil
+}
