@@ -3,9 +3,11 @@ package cdc
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // tracker keeps the positions apart: what the stream has produced and what Kafka has
@@ -13,26 +15,47 @@ import (
 // together with every earlier one, Kafka has fully acknowledged. It never moves on receipt.
 //
 // The stream goroutine opens and closes transactions and counts their records; kgo's promise
-// goroutines call done. Everything is guarded by mu.
+// goroutines call done. The queue, confirmed, err and each ackTxn's closed are guarded by mu.
+// The per-record counters (inflight, ackTxn.outstanding) are atomics so that add and done, once
+// per record, take no lock: done takes mu only when a transaction's last outstanding record is
+// acknowledged.
+//
+// Race walk-through (why an atomic outstanding cannot confirm too early): a transaction is
+// popped only when closed (set under mu by close, after its last add) and outstanding == 0.
+// Before close, outstanding may touch 0 when Kafka acknowledges faster than the stream
+// produces; done then calls advanceLocked, which stops at the unclosed transaction. After
+// close no add follows, so outstanding only falls, and whichever of close or the last done
+// runs advanceLocked second pops it.
 type tracker struct {
 	mu sync.Mutex
 	// queue holds the unconfirmed transactions in commit order (guarded by mu).
 	queue []*ackTxn
 	// confirmed is the newest LSN safe to report as flushed (guarded by mu).
 	confirmed pglogrepl.LSN
-	// inflight is the byte size of records produced and not yet acknowledged (guarded by mu).
-	inflight int64
 	// err is the first produce error; once set the stage stops (guarded by mu).
 	err error
-	// room is signalled (non-blocking) whenever inflight shrinks or err is set.
+	// hasErr is set after err, so that failed needs no lock while all is well.
+	hasErr atomic.Bool
+	// inflight is the byte size of records produced and not yet acknowledged.
+	inflight atomic.Int64
+	// waiting is set while waitRoom blocks; done signals room only then.
+	waiting atomic.Bool
+	// room is signalled (non-blocking) when inflight shrinks or err is set while waiting.
 	room chan struct{}
+	// observe, when set, sees a sample of acknowledged records (produce latency). It is set
+	// by the stream goroutine before its first record is produced and never changed.
+	observe func(*kgo.Record)
 }
 
 // ackTxn is one source transaction (or heartbeat) whose records are in flight.
 type ackTxn struct {
-	end         pglogrepl.LSN // LSN to confirm once complete; set by close
-	outstanding int           // records produced and not yet acknowledged
-	closed      bool          // every record of the transaction has been produced
+	tr          *tracker
+	end         pglogrepl.LSN // LSN to confirm once complete; set by close (guarded by tr.mu)
+	closed      bool          // every record of the transaction has been produced (guarded by tr.mu)
+	outstanding atomic.Int64  // records produced and not yet acknowledged
+	// promise is the kgo promise of every record of the transaction: one closure per
+	// transaction rather than one per record.
+	promise func(*kgo.Record, error)
 }
 
 func newTracker(confirmed pglogrepl.LSN) *tracker {
@@ -41,34 +64,49 @@ func newTracker(confirmed pglogrepl.LSN) *tracker {
 
 // open starts a transaction; its records are added with add before close.
 func (t *tracker) open() *ackTxn {
-	a := &ackTxn{}
+	a := &ackTxn{tr: t}
+	a.promise = func(r *kgo.Record, err error) {
+		if err == nil && r.Offset&63 == 0 && t.observe != nil {
+			t.observe(r) // one record in 64: the histogram costs more than the rest of done
+		}
+		t.done(a, recordSize(r), err)
+	}
 	t.mu.Lock()
 	t.queue = append(t.queue, a)
 	t.mu.Unlock()
 	return a
 }
 
+// recordSize is what a record counts against maxInflightBytes.
+func recordSize(r *kgo.Record) int { return len(r.Key) + len(r.Value) + 64 }
+
 // add counts one record of size bytes about to be produced for a.
 func (t *tracker) add(a *ackTxn, size int) {
-	t.mu.Lock()
-	a.outstanding++
-	t.inflight += int64(size)
-	t.mu.Unlock()
+	a.outstanding.Add(1)
+	t.inflight.Add(int64(size))
 }
 
 // done is the produce promise: one record of a is acknowledged (or failed).
 func (t *tracker) done(a *ackTxn, size int, err error) {
-	t.mu.Lock()
-	a.outstanding--
-	t.inflight -= int64(size)
-	if err != nil && t.err == nil {
-		t.err = err
+	if err != nil {
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = err
+			t.hasErr.Store(true)
+		}
+		t.mu.Unlock()
 	}
-	t.advanceLocked()
-	t.mu.Unlock()
-	select {
-	case t.room <- struct{}{}:
-	default:
+	t.inflight.Add(-int64(size))
+	if a.outstanding.Add(-1) == 0 || err != nil {
+		t.mu.Lock()
+		t.advanceLocked()
+		t.mu.Unlock()
+	}
+	if t.waiting.Load() || err != nil {
+		select {
+		case t.room <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -86,7 +124,7 @@ func (t *tracker) advanceLocked() {
 	i := 0
 	for ; i < len(t.queue); i++ {
 		a := t.queue[i]
-		if !a.closed || a.outstanding > 0 {
+		if !a.closed || a.outstanding.Load() > 0 {
 			break
 		}
 		if a.end > t.confirmed {
@@ -121,25 +159,42 @@ func (t *tracker) state() (pglogrepl.LSN, error) {
 	return t.confirmed, t.err
 }
 
+// failed returns the first produce error, without a lock while there is none (the stream
+// checks it after every message).
+func (t *tracker) failed() error {
+	if !t.hasErr.Load() {
+		return nil
+	}
+	_, err := t.state()
+	return err
+}
+
+// over reports whether more than limit bytes are in flight.
+func (t *tracker) over(limit int64) bool { return t.inflight.Load() > limit }
+
 // pending reports the transactions and bytes in flight.
 func (t *tracker) pending() (txns int, bytes int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.queue), t.inflight
+	return len(t.queue), t.inflight.Load()
 }
 
 // waitRoom blocks while more than limit bytes are in flight, calling tick every time a
 // status interval passes so the replication connection stays alive. It returns the first
 // produce error, or ctx's.
 func (t *tracker) waitRoom(ctx context.Context, limit int64, tick <-chan time.Time, onTick func() error) error {
+	defer t.waiting.Store(false)
 	for {
+		// waiting is set before inflight is read, and done reads waiting after lowering
+		// inflight, so a wake-up between the two is never lost.
+		t.waiting.Store(true)
 		t.mu.Lock()
-		over, err := t.inflight > limit, t.err
+		err := t.err
 		t.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if !over {
+		if t.inflight.Load() <= limit {
 			return nil
 		}
 		select {

@@ -27,6 +27,14 @@
 // recorded, with the slot name, in the compacted topic <prefix>cdc.state, so a slot that
 // disappears is detected rather than silently recreated.
 //
+// # Snapshots
+//
+// snapshot.go / snapshot_chunk.go / snapshot_progress.go take the initial snapshot of a new slot
+// and on-demand re-snapshots with watermarks while the stream runs (the snapshot loop goroutine
+// reads chunks; the stream goroutine drops rows changed between a chunk's watermarks and writes
+// the rest). A read record carries the commit LSN, xid and commit time of the chunk's high
+// watermark transaction, and a TxnEnd follows for every root it touched. See docs/cdc.md.
+//
 // # Records
 //
 // Every record carries the headers walhook-kind (change, txn-end, watermark), walhook-table,

@@ -30,6 +30,7 @@ type env struct {
 	kafk *kafkatest.Env
 	cfg  *config.Config
 	db   *pgx.Conn
+	runs []*running // every stage started, for waitActive
 }
 
 // newEnv starts PostgreSQL (demo schema applied) and Kafka, and builds a config of model
@@ -95,6 +96,7 @@ func (e *env) start(name string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{stage: s, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- s.Run(ctx) }()
+	e.runs = append(e.runs, r)
 	e.t.Cleanup(func() { _ = r.stop() })
 	return r
 }
@@ -112,7 +114,8 @@ func (r *running) stop() error {
 	return r.err
 }
 
-// waitActive waits until the slot is streamed by some process.
+// waitActive waits until the slot is streamed by some process and its requested snapshots
+// are finished (snapshot_test.go).
 func (e *env) waitActive() {
 	e.t.Helper()
 	kafkatest.Eventually(e.t, 60*time.Second, func() error {
@@ -123,6 +126,7 @@ func (e *env) waitActive() {
 		}
 		return nil
 	})
+	e.waitSnapshots()
 }
 
 func (e *env) confirmedFlush() uint64 {

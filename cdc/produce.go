@@ -2,12 +2,15 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/internal/kafkaconn"
@@ -139,4 +142,27 @@ func (s *Stage) readCompacted(ctx context.Context, adm *kadm.Client, topic strin
 		})
 	}
 	return nil
+}
+
+// topicPartitions returns the partition count of topic as a broker reports it now (0 while a
+// just-created topic has none yet), bypassing the client's metadata cache.
+func topicPartitions(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, kerr.LeaderNotAvailable) {
+			return 0, err
+		}
+		return int32(len(t.Partitions)), nil
+	}
+	return 0, nil
 }

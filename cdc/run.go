@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
@@ -132,12 +131,17 @@ func (s *Stage) stream(ctx context.Context) (err error) {
 	state := &stateSaver{s: s, cl: cl, database: database}
 	st.onConfirm = state.confirmed
 
+	sn, err := s.newSnapshotter(ctx, adm, cl, st.tr)
+	if err != nil {
+		return err
+	}
+	st.snap = sn
 	if err := s.startReplication(ctx, repl, start); err != nil {
 		return err
 	}
 	s.log.Info("streaming", zap.String("slot", s.cfg.Postgres.Slot), zap.Stringer("from", start),
 		zap.String("publication", s.cfg.Postgres.Publication))
-	runErr := st.run(ctx)
+	runErr := sn.run(ctx, st.run)
 	return errors.Join(runErr, s.shutdown(st, state))
 }
 
@@ -205,7 +209,7 @@ func (s *Stage) prepareKafka(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 	if err := kafkaconn.EnsureTopics(ctx, adm, specs); err != nil {
 		return err
 	}
-	if err := s.referencePartitions(ctx, adm, st); err != nil {
+	if err := s.referencePartitions(ctx, cl, st); err != nil {
 		return err
 	}
 	reg, err := s.defaultRegistry(cl)
@@ -217,25 +221,13 @@ func (s *Stage) prepareKafka(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 }
 
 // schemaTopic holds the Avro schemas when no schema registry is configured.
-func (s *Stage) schemaTopic() string { return s.cfg.Kafka.TopicPrefix + "schemas" }
+func (s *Stage) schemaTopic() string { return kafkaconn.SchemaTopic(s.cfg.Kafka) }
 
 func (s *Stage) defaultRegistry(cl *kgo.Client) (avro.Registry, error) {
 	if s.registry != nil {
 		return s.registry, nil
 	}
-	r := s.cfg.SchemaRegistry
-	if r.URL == "" {
-		return avro.NewTopicRegistry(cl, s.schemaTopic()), nil
-	}
-	opts := []sr.ClientOpt{sr.URLs(r.URL)}
-	if r.Username != "" {
-		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
-	}
-	c, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("cdc: schema registry client for %s: %w", r.URL, err)
-	}
-	return avro.NewConfluentRegistry(c), nil
+	return kafkaconn.AvroRegistry(s.cfg, cl)
 }
 
 // connectReplication opens the replication connection. The session settings make pgoutput's
@@ -251,6 +243,7 @@ func (s *Stage) connectReplication(ctx context.Context) (*pgconn.PgConn, error) 
 	} {
 		pc.RuntimeParams[k] = v
 	}
+	pc.BuildFrontend = batchedFrontend // readbatch.go
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("cdc: open replication connection: %w; the user needs the REPLICATION attribute "+
@@ -282,6 +275,9 @@ func (s *Stage) prepareSlot(ctx context.Context, cat *pgx.Conn, repl *pgconn.PgC
 	}
 	if state != nil {
 		return 0, lostSlotError(slot, state)
+	}
+	if err := s.requestInitialSnapshot(ctx, cl); err != nil {
+		return 0, err
 	}
 	res, err := createSlot(ctx, repl, slot, false)
 	if err != nil {
@@ -365,16 +361,18 @@ func (ss *stateSaver) save(ctx context.Context, lsn pglogrepl.LSN, sync bool) {
 
 // referencePartitions learns the partition count of each reference topic (watermarks go to
 // every partition). A topic just created may show no partitions in metadata for a moment.
-func (s *Stage) referencePartitions(ctx context.Context, adm *kadm.Client, st *streamer) error {
+// It asks the broker (topicPartitions), not kadm's metadata cache, which would hold the
+// "no such topic" answer from before the topic was created for kgo's MetadataMinAge (5s).
+func (s *Stage) referencePartitions(ctx context.Context, cl *kgo.Client, st *streamer) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, t := range st.refTopics {
 		for {
-			details, err := adm.ListTopics(ctx, t)
+			n, err := topicPartitions(ctx, cl, t)
 			if err != nil {
 				return fmt.Errorf("cdc: describe reference topic %s: %w", t, err)
 			}
-			if n := len(details[t].Partitions); n > 0 {
-				st.refParts[t] = int32(n)
+			if n > 0 {
+				st.refParts[t] = n
 				break
 			}
 			if time.Now().After(deadline) {

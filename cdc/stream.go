@@ -53,13 +53,20 @@ type streamer struct {
 	streamXid uint32
 
 	scratch, slab []byte
-	rows          int64 // row changes emitted (metrics)
-	produced      int64
+	// recSlab and hdrSlab hand out records and headers a slab at a time (txn.go).
+	recSlab   []kgo.Record
+	hdrSlab   []kgo.RecordHeader
+	tableHdrs map[string][]byte
+	rows      int64 // row changes emitted (metrics)
+	produced  int64
 
 	serverEnd  pglogrepl.LSN
 	nextStatus time.Time
 	sent       pglogrepl.LSN // last confirmed LSN sent
 	onConfirm  func(pglogrepl.LSN)
+
+	// snap takes snapshots with watermarks (snapshot.go); nil when not running.
+	snap *snapshotter
 }
 
 func newStreamer(s *Stage) (*streamer, error) {
@@ -126,7 +133,7 @@ func (st *streamer) run(ctx context.Context) error {
 		case *pgproto3.CopyDone:
 			return errors.New("cdc: the server ended the replication stream; it restarts on the next run")
 		}
-		if _, err := st.tr.state(); err != nil {
+		if err := st.tr.failed(); err != nil {
 			return fmt.Errorf("cdc: produce to Kafka failed after retries: %w", err)
 		}
 	}
@@ -291,6 +298,9 @@ func (st *streamer) row(ctx context.Context, t *txn, msg []byte, inStream bool) 
 	if rel == nil {
 		return fmt.Errorf("cdc: %s of relation %d before its Relation message (xid %d, commit LSN %s)", rc.op, rc.relID, t.xid, t.commitLSN)
 	}
+	if st.snap != nil && st.snap.open > 0 {
+		st.snap.touchedRow(rel, &rc)
+	}
 	if err := st.emitRow(ctx, t, rel, &rc); err != nil {
 		return err
 	}
@@ -307,6 +317,9 @@ func (st *streamer) backpressure(ctx context.Context) error {
 	interval := st.s.cfg.CDC.StatusInterval
 	if err := st.maybeStatus(interval); err != nil {
 		return err
+	}
+	if !st.tr.over(maxInflightBytes) {
+		return st.tr.failed()
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -340,6 +353,9 @@ func (st *streamer) logicalMessage(ctx context.Context, t *txn, m *pglogrepl.Log
 			return nil
 		}
 		return st.heartbeatSeen(ctx, m.LSN)
+	}
+	if st.snap != nil && strings.HasPrefix(m.Prefix, snapshotPrefix) {
+		return st.snap.marker(ctx, st, t, m.Prefix, m.Content)
 	}
 	if st.s.onMarker == nil {
 		return nil

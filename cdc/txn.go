@@ -34,37 +34,60 @@ type txn struct {
 	ack        *ackTxn
 	lsnHdr     []byte
 	// touched lists the roots the transaction changed, in first-touch order, for TxnEnd.
-	touched  []rootTouch
-	touchIdx map[touchKey]int
+	touched []rootTouch
+	// touchIdx maps topic → root key → index in touched. Two levels, so that a lookup with
+	// the key's bytes (string(b) in an index expression) does not allocate.
+	touchIdx map[string]map[string]int
 	refs     map[string]bool // reference topics written
 }
 
-type touchKey struct {
-	topic, key string
-}
-
 type rootTouch struct {
-	root  *config.Root
-	topic string
-	key   string
-	rows  int32
+	root   *config.Root
+	topic  string
+	key    string
+	keyRec []byte // key as the record key, in the streamer's slab
+	rows   int32
 }
 
 func (st *streamer) begin(xid uint32, commit pglogrepl.LSN, at time.Time) *txn {
 	return &txn{
 		xid: xid, commitLSN: commit, commitTime: at, ack: st.tr.open(),
-		lsnHdr: []byte(commit.String()), touchIdx: map[touchKey]int{}, refs: map[string]bool{},
+		lsnHdr: []byte(commit.String()), touchIdx: map[string]map[string]int{}, refs: map[string]bool{},
 	}
 }
 
-// header builds the headers of a record.
+// headers builds the headers of a record, carved from a slab (records outlive the call; a
+// slab is dropped by the streamer when full and freed once its records are acknowledged).
 func (st *streamer) headers(kind, table, op, lsn []byte) []kgo.RecordHeader {
-	h := make([]kgo.RecordHeader, 0, 4)
-	h = append(h, kgo.RecordHeader{Key: hdrKind, Value: kind}, kgo.RecordHeader{Key: hdrTable, Value: table})
+	if len(st.hdrSlab)+4 > cap(st.hdrSlab) {
+		st.hdrSlab = make([]kgo.RecordHeader, 0, 4096)
+	}
+	start := len(st.hdrSlab)
+	h := append(st.hdrSlab, kgo.RecordHeader{Key: hdrKind, Value: kind}, kgo.RecordHeader{Key: hdrTable, Value: table})
 	if op != nil {
 		h = append(h, kgo.RecordHeader{Key: hdrOp, Value: op})
 	}
-	return append(h, kgo.RecordHeader{Key: hdrLSN, Value: lsn})
+	h = append(h, kgo.RecordHeader{Key: hdrLSN, Value: lsn})
+	st.hdrSlab = h
+	return h[start:len(h):len(h)]
+}
+
+// record returns a zeroed record from a slab (one allocation per recordSlab records).
+func (st *streamer) record() *kgo.Record {
+	if len(st.recSlab) == cap(st.recSlab) {
+		st.recSlab = make([]kgo.Record, 0, recordSlab)
+	}
+	st.recSlab = st.recSlab[:len(st.recSlab)+1]
+	return &st.recSlab[len(st.recSlab)-1]
+}
+
+const recordSlab = 512
+
+// newRecord fills a slab record.
+func (st *streamer) newRecord(topic string, key, value []byte, headers []kgo.RecordHeader) *kgo.Record {
+	r := st.record()
+	r.Topic, r.Key, r.Value, r.Headers = topic, key, value, headers
+	return r
 }
 
 // emitRow writes one row change to every route of its table.
@@ -107,8 +130,8 @@ func (st *streamer) emitRoute(ctx context.Context, t *txn, rel *relation, rt *ro
 		return err
 	}
 	if rt.ownCol >= 0 {
-		if own, ok := rowKey(rc, rt.ownCol); ok && st.ix.learn(rel.name, string(own), key) {
-			st.produce(ctx, t, &kgo.Record{Topic: st.s.indexTopic(), Key: indexKey(rel.name, string(own)), Value: []byte(key)})
+		if own, ok := rowKey(rc, rt.ownCol); ok && st.ix.learn(rel.name, string(own), string(key)) {
+			st.produce(ctx, t, &kgo.Record{Topic: st.s.indexTopic(), Key: indexKey(rel.name, string(own)), Value: key})
 		}
 	}
 	prefix, err := st.prefix(ctx, rel, rt.topic)
@@ -124,10 +147,8 @@ func (st *streamer) emitRoute(ctx context.Context, t *txn, rel *relation, rt *ro
 			}
 		}
 	}
-	st.produce(ctx, t, &kgo.Record{
-		Topic: rt.topic, Key: []byte(key), Value: st.frame(prefix, body),
-		Headers: st.headers(st.kindChange, rel.nameHdr, st.opHdr[rc.op], t.lsnHdr),
-	})
+	st.produce(ctx, t, st.newRecord(rt.topic, key, st.frame(prefix, body),
+		st.headers(st.kindChange, rel.nameHdr, st.opHdr[rc.op], t.lsnHdr)))
 	if rt.kind == routeRef {
 		t.refs[rt.topic] = true
 	} else {
@@ -146,29 +167,38 @@ func (st *streamer) emitMovedAway(ctx context.Context, t *txn, rel *relation, rt
 	if err != nil {
 		return fmt.Errorf("cdc: encode moved %s row (xid %d): %w", rel.name, t.xid, err)
 	}
-	st.produce(ctx, t, &kgo.Record{
-		Topic: rt.topic, Key: []byte(oldKey), Value: st.frame(prefix, body),
-		Headers: st.headers(st.kindChange, rel.nameHdr, st.opHdr[avro.OpDelete], t.lsnHdr),
-	})
+	st.produce(ctx, t, st.newRecord(rt.topic, oldKey, st.frame(prefix, body),
+		st.headers(st.kindChange, rel.nameHdr, st.opHdr[avro.OpDelete], t.lsnHdr)))
 	t.touch(rt, oldKey)
 	return nil
 }
 
-// rootKey turns the keying column's value into the record key.
-func (st *streamer) rootKey(ctx context.Context, rt *route, raw []byte) (string, error) {
+// rootKey turns the keying column's value into the record key, copied into the streamer's
+// slab (raw aliases the replication buffer; the record outlives it).
+func (st *streamer) rootKey(ctx context.Context, rt *route, raw []byte) ([]byte, error) {
 	if rt.kind != routeNested {
-		return string(raw), nil
+		return st.frame(nil, raw), nil
 	}
-	return st.ix.rootOf(ctx, st.cat.conn, rt.via, string(raw))
+	k, err := st.ix.rootOf(ctx, st.cat.conn, rt.via, string(raw))
+	if err != nil {
+		return nil, err
+	}
+	return st.frame(nil, []byte(k)), nil
 }
 
-func (t *txn) touch(rt *route, key string) {
-	k := touchKey{rt.topic, key}
-	i, ok := t.touchIdx[k]
+// touch counts a row of the root keyed key (bytes that stay valid: the slab's).
+func (t *txn) touch(rt *route, key []byte) {
+	byKey := t.touchIdx[rt.topic]
+	if byKey == nil {
+		byKey = map[string]int{}
+		t.touchIdx[rt.topic] = byKey
+	}
+	i, ok := byKey[string(key)]
 	if !ok {
 		i = len(t.touched)
-		t.touchIdx[k] = i
-		t.touched = append(t.touched, rootTouch{root: rt.root, topic: rt.topic, key: key})
+		k := string(key)
+		byKey[k] = i
+		t.touched = append(t.touched, rootTouch{root: rt.root, topic: rt.topic, key: k, keyRec: key})
 	}
 	t.touched[i].rows++
 }
@@ -186,10 +216,8 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 			CommitTime: t.commitTime, Rows: r.rows,
 		})
 		st.scratch = body
-		st.produce(ctx, t, &kgo.Record{
-			Topic: r.topic, Key: []byte(r.key), Value: st.frame(prefix, body),
-			Headers: st.headers(st.kindTxnEnd, []byte(r.root.Table), nil, t.lsnHdr),
-		})
+		st.produce(ctx, t, st.newRecord(r.topic, r.keyRec, st.frame(prefix, body),
+			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), nil, t.lsnHdr)))
 	}
 	for topic := range t.refs {
 		if err := st.watermark(ctx, t.ack, topic, t.commitLSN, t.lsnHdr); err != nil {
@@ -249,21 +277,32 @@ func (st *streamer) produce(ctx context.Context, t *txn, r *kgo.Record) {
 	st.produceAck(ctx, t.ack, r)
 }
 
-// produceAck produces r as part of a; the promise acknowledges it to the tracker.
+// produceAck produces r as part of a; a's promise (one per transaction) acknowledges it to
+// the tracker.
 func (st *streamer) produceAck(_ context.Context, a *ackTxn, r *kgo.Record) {
-	size := len(r.Key) + len(r.Value) + 64
-	st.tr.add(a, size)
-	m := st.s.metrics
-	tr := st.tr
+	st.tr.add(a, recordSize(r))
+	if st.tr.observe == nil {
+		// Set before the first record reaches kgo, whose goroutines read it.
+		lat := st.s.metrics.produceLat
+		st.tr.observe = func(r *kgo.Record) { lat.Observe(time.Since(r.Timestamp).Seconds()) }
+	}
 	// Records are produced with a context of their own: a canceled Run must not fail records
 	// already handed to kgo (shutdown flushes them instead).
-	st.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		if err == nil {
-			m.produceLat.Observe(time.Since(r.Timestamp).Seconds())
-		}
-		tr.done(a, size, err)
-	})
+	st.cl.Produce(context.Background(), r, a.promise)
 	st.produced++
+}
+
+// tableHdr returns the walhook-table header value of a table name, cached.
+func (st *streamer) tableHdr(name string) []byte {
+	b, ok := st.tableHdrs[name]
+	if !ok {
+		if st.tableHdrs == nil {
+			st.tableHdrs = map[string][]byte{}
+		}
+		b = []byte(name)
+		st.tableHdrs[name] = b
+	}
+	return b
 }
 
 // prefix returns the registry prefix of rel's current schema for topic.

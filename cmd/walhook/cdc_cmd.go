@@ -33,6 +33,7 @@ it. Run one per slot: a second process waits as a standby and takes over when th
 		},
 	}
 	f.register(cmd)
+	cmd.AddCommand(newCDCResnapshotCommand())
 	cmd.Flags().BoolVar(&manageIdentity, "manage-replica-identity", false,
 		"set REPLICA IDENTITY FULL on subordinate tables whose deletes would otherwise lack the parent key")
 	return cmd

@@ -1,0 +1,407 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
+)
+
+// tableMeta is what the snapshot loop needs to read a table in primary-key order.
+type tableMeta struct {
+	name                string // schema-qualified
+	oid                 uint32
+	cols                []string // columns as pgoutput sends them (attnum order, no generated columns)
+	pk                  []int    // indexes in cols of the primary-key columns, in key order
+	pkTypes             []string // their types, for the parameter casts
+	estimate            int64    // pg_class.reltuples; -1 when unknown
+	selectSQL, afterSQL string
+}
+
+const metaSQL = `
+SELECT c.oid, c.reltuples::bigint, a.attname::text, format_type(a.atttypid, a.atttypmod),
+       coalesce(array_position(i.indkey::int2[], a.attnum), -1)
+FROM pg_class c
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE c.oid = $1::regclass
+ORDER BY a.attnum`
+
+func loadTableMeta(ctx context.Context, conn *pgx.Conn, name string) (*tableMeta, error) {
+	rows, err := conn.Query(ctx, metaSQL, table(name))
+	if err != nil {
+		return nil, fmt.Errorf("cdc: snapshot of %s: read its columns: %w", name, err)
+	}
+	m := &tableMeta{name: name}
+	type pkCol struct{ pos, idx int }
+	var pks []pkCol
+	var types []string
+	for rows.Next() {
+		var col, typ string
+		var pos int
+		if err := rows.Scan(&m.oid, &m.estimate, &col, &typ, &pos); err != nil {
+			return nil, fmt.Errorf("cdc: snapshot of %s: read its columns: %w", name, err)
+		}
+		if pos >= 0 {
+			pks = append(pks, pkCol{pos, len(m.cols)})
+		}
+		m.cols = append(m.cols, col)
+		types = append(types, typ)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cdc: snapshot of %s: read its columns: %w", name, err)
+	}
+	if len(pks) == 0 {
+		return nil, fmt.Errorf("cdc: snapshot of %s: the table has no primary key, and snapshot chunks are read in "+
+			"primary-key order: add one (`ALTER TABLE %s ADD PRIMARY KEY (...)`)", name, table(name))
+	}
+	slices.SortFunc(pks, func(a, b pkCol) int { return a.pos - b.pos })
+	quoted := make([]string, len(m.cols))
+	for i, c := range m.cols {
+		quoted[i] = ident(c)
+	}
+	var keys, params []string
+	for i, p := range pks {
+		m.pk = append(m.pk, p.idx)
+		keys = append(keys, quoted[p.idx])
+		params = append(params, "$"+strconv.Itoa(i+1)+"::"+types[p.idx])
+	}
+	base := "SELECT " + strings.Join(quoted, ", ") + " FROM " + table(name)
+	order := " ORDER BY " + strings.Join(keys, ", ") + " LIMIT "
+	m.selectSQL = base + order
+	m.afterSQL = base + " WHERE (" + strings.Join(keys, ", ") + ") > (" + strings.Join(params, ", ") + ")" + order
+	return m, nil
+}
+
+// chunk is one chunk handed from the snapshot loop to the stream goroutine. The loop fills
+// it (under snapshotter.mu) before it writes the high watermark; the stream takes it at the
+// high watermark and sends the result on done.
+type chunk struct {
+	id    string
+	meta  *tableMeta
+	rows  [][][]byte // text cells in meta.cols order; nil is NULL
+	ready bool
+	done  chan chunkResult // capacity 1
+}
+
+type chunkResult struct {
+	commitLSN pglogrepl.LSN // of the high watermark's transaction, which the reads belong to
+	emitted   int
+	dropped   int
+	lastKey   []string // primary key of the last row read (emitted or not); nil: the table is done
+	retry     string   // not empty: nothing was emitted, read the chunk again
+}
+
+// window is a chunk between its low and high watermarks, as the stream sees it.
+type window struct {
+	c       *chunk
+	touched map[string]struct{} // primary keys a streamed change touched
+	unknown bool                // a change of the table without its primary key was seen
+	pkIdx   map[*relation][]int
+}
+
+// chunk reads one chunk: low watermark, SELECT, hand-over, high watermark, then waits for the
+// stream's result.
+func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, p snapProgress) (chunkResult, error) {
+	sn.mu.Lock()
+	id := sn.runID + "/" + strconv.FormatInt(p.Gen, 36) + "/" + strconv.FormatInt(p.Chunks, 10) + "/" + m.name
+	c := &chunk{id: id, meta: m, done: make(chan chunkResult, 1)}
+	sn.chunks[id] = c
+	sn.mu.Unlock()
+	defer func() { sn.mu.Lock(); delete(sn.chunks, id); sn.mu.Unlock() }()
+	fail := func(what string, err error) (chunkResult, error) {
+		return chunkResult{}, fmt.Errorf("cdc: snapshot of %s, chunk %d after key %v: %s: %w", m.name, p.Chunks, p.LastKey, what, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, '`+snapLowPrefix+`', $1)`, id); err != nil {
+		return fail("write the low watermark", err)
+	}
+	rows, err := readChunk(ctx, conn, m, p.LastKey, sn.chunkRows)
+	if err != nil {
+		return fail("read", err)
+	}
+	sn.mu.Lock()
+	c.rows, c.ready = rows, true
+	sn.mu.Unlock()
+	if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, '`+snapHighPrefix+`', $1)`, id); err != nil {
+		return fail("write the high watermark", err)
+	}
+	select {
+	case <-ctx.Done():
+		return chunkResult{}, ctx.Err()
+	case res := <-c.done:
+		if res.retry == "" && len(rows) == sn.chunkRows {
+			res.lastKey = pkStrings(rows[len(rows)-1], m.pk)
+		}
+		return res, nil
+	}
+}
+
+// readChunk selects up to n rows after key (from the start when nil) in text format.
+func readChunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, after []string, n int) ([][][]byte, error) {
+	sql, params := m.selectSQL+strconv.Itoa(n), [][]byte(nil)
+	if after != nil {
+		sql = m.afterSQL + strconv.Itoa(n)
+		for _, k := range after {
+			params = append(params, []byte(k))
+		}
+	}
+	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
+	var out [][][]byte
+	for rr.NextRow() {
+		vals := rr.Values()
+		size := 0
+		for _, v := range vals {
+			size += len(v)
+		}
+		slab := make([]byte, 0, size)
+		row := make([][]byte, len(vals))
+		for i, v := range vals {
+			if v != nil {
+				start := len(slab)
+				slab = append(slab, v...)
+				row[i] = slab[start:len(slab):len(slab)]
+			}
+		}
+		out = append(out, row)
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func pkStrings(row [][]byte, pk []int) []string {
+	out := make([]string, len(pk))
+	for i, j := range pk {
+		out[i] = string(row[j])
+	}
+	return out
+}
+
+// marker handles a snapshot marker on the stream goroutine; t is the marker's transaction.
+func (sn *snapshotter) marker(ctx context.Context, st *streamer, t *txn, prefix string, content []byte) error {
+	if t == nil {
+		sn.s.log.Warn("non-transactional snapshot marker ignored: write it with pg_logical_emit_message(true, ...)",
+			zap.String("prefix", prefix))
+		return nil
+	}
+	switch prefix {
+	case snapLowPrefix:
+		sn.openWindow(string(content))
+	case snapHighPrefix:
+		return sn.closeWindow(ctx, st, t, string(content))
+	case snapRequestPrefix:
+		return sn.request(ctx, st, t, string(content))
+	}
+	return nil
+}
+
+// openWindow starts tracking the changes of a chunk's table. A watermark of an earlier run,
+// replayed from the slot after a restart, matches no chunk and is ignored.
+func (sn *snapshotter) openWindow(id string) {
+	sn.mu.Lock()
+	c := sn.chunks[id]
+	sn.mu.Unlock()
+	if c == nil {
+		return
+	}
+	sn.wins[id] = &window{c: c, touched: map[string]struct{}{}, pkIdx: map[*relation][]int{}}
+	sn.open = len(sn.wins)
+}
+
+// touchedRow records the primary keys (new and old) a streamed change of rel touched in every
+// open window of its table. It runs for every row change while a window is open.
+func (sn *snapshotter) touchedRow(rel *relation, rc *rowChange) {
+	for _, w := range sn.wins {
+		if w.c.meta.name != rel.name {
+			continue
+		}
+		idx, ok := w.pkIdx[rel]
+		if !ok {
+			idx = pkIndexes(rel, w.c.meta)
+			w.pkIdx[rel] = idx
+		}
+		kn, okn := pkText(rc.new, idx)
+		ko, oko := pkText(rc.old, idx)
+		if okn {
+			w.touched[kn] = struct{}{}
+		}
+		if oko {
+			w.touched[ko] = struct{}{}
+		}
+		if !okn && !oko {
+			w.unknown = true
+		}
+	}
+}
+
+// pkIndexes maps the chunk's primary-key columns to rel's column positions (nil if one is
+// missing, which makes every change of rel "unknown").
+func pkIndexes(rel *relation, m *tableMeta) []int {
+	var out []int
+	for _, j := range m.pk {
+		i := slices.IndexFunc(rel.table.Columns, func(c avro.Column) bool { return c.Name == m.cols[j] })
+		if i < 0 {
+			return nil
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
+// pkText joins the primary-key cells of a tuple; false when the tuple lacks one.
+func pkText(cells []avro.Cell, idx []int) (string, bool) {
+	if cells == nil || idx == nil {
+		return "", false
+	}
+	var b strings.Builder
+	for n, i := range idx {
+		v, ok := cellText(cells, i)
+		if !ok {
+			return "", false
+		}
+		if n > 0 {
+			b.WriteByte(0)
+		}
+		b.Write(v)
+	}
+	return b.String(), true
+}
+
+func rowPK(row [][]byte, pk []int) string {
+	var b strings.Builder
+	for n, i := range pk {
+		if n > 0 {
+			b.WriteByte(0)
+		}
+		b.Write(row[i])
+	}
+	return b.String()
+}
+
+// closeWindow writes the chunk's rows no streamed change touched as reads of t (the high
+// watermark's transaction): same routes, keys and transaction ends as streamed rows.
+func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id string) error {
+	w := sn.wins[id]
+	if w == nil {
+		return nil
+	}
+	delete(sn.wins, id)
+	sn.open = len(sn.wins)
+	sn.mu.Lock()
+	rows, ready := w.c.rows, w.c.ready
+	sn.mu.Unlock()
+	m := w.c.meta
+	res := chunkResult{commitLSN: t.commitLSN}
+	rel, err := st.snapRelation(ctx, m.oid)
+	if err != nil {
+		return fmt.Errorf("cdc: snapshot of %s at high watermark %s: %w", m.name, t.commitLSN, err)
+	}
+	switch {
+	case !ready:
+		res.retry = "the chunk's rows were not handed over before its high watermark"
+	case w.unknown:
+		res.retry = "a change without its primary key touched the table during the chunk (check its replica identity)"
+	case !sameColumns(rel, m.cols):
+		res.retry = "the table's columns changed during the chunk"
+	}
+	if res.retry == "" {
+		if err := sn.emitReads(ctx, st, t, rel, w, rows, &res); err != nil {
+			return err
+		}
+	}
+	w.c.done <- res
+	return nil
+}
+
+func (sn *snapshotter) emitReads(ctx context.Context, st *streamer, t *txn, rel *relation, w *window, rows [][][]byte, res *chunkResult) error {
+	cells := make([]avro.Cell, len(rel.table.Columns))
+	for _, row := range rows {
+		if _, hit := w.touched[rowPK(row, w.c.meta.pk)]; hit {
+			res.dropped++
+			continue
+		}
+		for i, v := range row {
+			cells[i] = avro.Cell{Kind: avro.CellText, Data: v}
+			if v == nil {
+				cells[i] = avro.Cell{Kind: avro.CellNull}
+			}
+		}
+		rc := rowChange{op: avro.OpRead, relID: rel.id, new: cells}
+		if err := st.emitRow(ctx, t, rel, &rc); err != nil {
+			return fmt.Errorf("%w (snapshot of %s)", err, w.c.meta.name)
+		}
+		res.emitted++
+		if res.emitted&255 == 0 {
+			if err := st.backpressure(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sameColumns(rel *relation, cols []string) bool {
+	if len(rel.table.Columns) != len(cols) {
+		return false
+	}
+	for i, c := range rel.table.Columns {
+		if c.Name != cols[i] {
+			return false
+		}
+	}
+	return true
+}
+
+const relationSQL = `
+SELECT n.nspname::text, c.relname::text, c.relreplident::text, a.attname::text, a.atttypid, a.atttypmod,
+       c.relreplident = 'f' OR coalesce(a.attnum = ANY (i.indkey), false)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+LEFT JOIN pg_index i ON i.indrelid = c.oid
+     AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))
+WHERE c.oid = $1
+ORDER BY a.attnum`
+
+// snapRelation returns the stream's relation of oid, building it from the catalog like a
+// Relation message would when the stream has not seen one yet (no change of the table since
+// the stream started).
+func (st *streamer) snapRelation(ctx context.Context, oid uint32) (*relation, error) {
+	if rel := st.rels[oid]; rel != nil {
+		return rel, nil
+	}
+	rows, err := st.cat.conn.Query(ctx, relationSQL, oid)
+	if err != nil {
+		return nil, fmt.Errorf("read relation %d from the catalog: %w", oid, err)
+	}
+	m := pglogrepl.RelationMessage{RelationID: oid}
+	for rows.Next() {
+		var ident string
+		var key bool
+		col := &pglogrepl.RelationMessageColumn{}
+		if err := rows.Scan(&m.Namespace, &m.RelationName, &ident, &col.Name, &col.DataType, &col.TypeModifier, &key); err != nil {
+			return nil, fmt.Errorf("read relation %d from the catalog: %w", oid, err)
+		}
+		if key {
+			col.Flags = 1
+		}
+		m.ReplicaIdentity = ident[0]
+		m.Columns = append(m.Columns, col)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read relation %d from the catalog: %w", oid, err)
+	}
+	m.ColumnNum = uint16(len(m.Columns))
+	if err := st.relation(ctx, &m); err != nil {
+		return nil, err
+	}
+	return st.rels[oid], nil
+}
