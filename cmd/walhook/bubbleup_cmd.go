@@ -12,30 +12,13 @@ import (
 )
 
 func newBubbleupCommand() *cobra.Command {
-	var f processFlags
-	cmd := &cobra.Command{
-		Use:   "bubbleup",
-		Short: "Fold row changes into one versioned snapshot per root per source transaction",
-		Long: `bubbleup consumes the change topics as a consumer group, keeps each root's state (root row,
+	return newStageCommand("bubbleup", "Fold row changes into one versioned snapshot per root per source transaction",
+		`bubbleup consumes the change topics as a consumer group, keeps each root's state (root row,
 subordinate rows, version, last applied LSN) in a local store backed by a compacted changelog topic,
 and at the end of each source transaction emits one complete snapshot of every root it touched:
 created, updated or deleted, version n+1, exactly once (Kafka transactions). Scale it by running
 more processes with the same config.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := f.load()
-			if err != nil {
-				return err
-			}
-			svc, err := bubbleupService(p)
-			if err != nil {
-				return err
-			}
-			return p.run(cmd.Context(), svc)
-		},
-	}
-	f.register(cmd)
-	return cmd
+		bubbleupService)
 }
 
 func bubbleupService(p *process) (service, error) {

@@ -7,29 +7,12 @@ import (
 )
 
 func newComplyCommand() *cobra.Command {
-	var f processFlags
-	cmd := &cobra.Command{
-		Use:   "comply",
-		Short: "Write every snapshot version to Avro compliance topics, exactly once",
-		Long: `comply consumes the snapshot topics as a consumer group and writes each version, as a typed Avro
+	return newStageCommand("comply", "Write every snapshot version to Avro compliance topics, exactly once",
+		`comply consumes the snapshot topics as a consumer group and writes each version, as a typed Avro
 record derived from the model and the table columns, to an append-only topic per root and the latest
 version per root to a compacted topic, in Kafka transactions. Schemas are registered BACKWARD
 compatible; an incompatible column change stops the sink before anything is written.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := f.load()
-			if err != nil {
-				return err
-			}
-			svc, err := complyService(p)
-			if err != nil {
-				return err
-			}
-			return p.run(cmd.Context(), svc)
-		},
-	}
-	f.register(cmd)
-	return cmd
+		complyService)
 }
 
 func complyService(p *process) (service, error) {

@@ -7,29 +7,12 @@ import (
 )
 
 func newDeliverCommand() *cobra.Command {
-	var f processFlags
-	cmd := &cobra.Command{
-		Use:   "deliver",
-		Short: "Deliver root snapshots to the subscribed webhooks",
-		Long: `deliver consumes the snapshot topics as a consumer group and sends each snapshot to every enabled
+	return newStageCommand("deliver", "Deliver root snapshots to the subscribed webhooks",
+		`deliver consumes the snapshot topics as a consumer group and sends each snapshot to every enabled
 subscription of its tenant and event type, signed per Standard Webhooks, with retries through delay
 topics, a dead-letter topic, per-endpoint limits and connect-time SSRF checks. Scale it by running
 more processes with the same config.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := f.load()
-			if err != nil {
-				return err
-			}
-			svc, err := deliverService(p)
-			if err != nil {
-				return err
-			}
-			return p.run(cmd.Context(), svc)
-		},
-	}
-	f.register(cmd)
-	return cmd
+		deliverService)
 }
 
 func deliverService(p *process) (service, error) {

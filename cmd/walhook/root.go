@@ -20,6 +20,7 @@ func newRootCommand() *cobra.Command {
 		newDeliverCommand(),
 		newComplyCommand(),
 		newTailCommand(),
+		newStatusCommand(),
 		newHooksCommand(),
 	)
 	return root

@@ -1,0 +1,205 @@
+// Package status answers "where is walhook behind, and why" for a running deployment: the
+// replication slot and its lag, each walhook consumer group's lag per topic, the dead-letter and
+// retry backlogs, disabled subscriptions and the oldest undelivered event. `walhook status` prints
+// its Report and exits non-zero when a Thresholds limit is crossed.
+//
+// It reads PostgreSQL and Kafka only; it never writes, joins a consumer group or commits. It
+// imports config and internal/kafkaconn; it must not import a stage package.
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/kafkaconn"
+)
+
+// Report is what `walhook status` shows; its JSON form is the --json output.
+type Report struct {
+	CheckedAt             time.Time              `json:"checked_at"`
+	Slot                  *Slot                  `json:"slot"`
+	Groups                []Group                `json:"groups"`
+	DeadLetters           TopicSize              `json:"dead_letters"`
+	RetryBacklog          []TopicLag             `json:"retry_backlog"`
+	DisabledSubscriptions []DisabledSubscription `json:"disabled_subscriptions"`
+	// OldestUndelivered is the oldest record of the snapshot and retry topics that the webhook
+	// group has not committed; nil when there is none.
+	OldestUndelivered *Record `json:"oldest_undelivered"`
+	// Errors are the parts that could not be read, each naming the thing and the fix.
+	Errors []string `json:"errors,omitempty"`
+	// Violations are the thresholds crossed (filled by Check).
+	Violations []string `json:"violations,omitempty"`
+
+	// slotRead is set when PostgreSQL answered the slot query: only then does a missing slot
+	// mean a missing slot.
+	slotRead bool
+}
+
+// Slot is the logical replication slot of postgres.slot.
+type Slot struct {
+	Name              string `json:"name"`
+	Exists            bool   `json:"exists"`
+	Active            bool   `json:"active"`
+	ConfirmedFlushLSN string `json:"confirmed_flush_lsn,omitempty"`
+	// LagBytes is pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn): WAL the server
+	// keeps for walhook.
+	LagBytes int64 `json:"lag_bytes"`
+	// LagSeconds is pg_stat_replication.replay_lag of the slot's walsender: null while no cdc
+	// is connected, when the connection may not read pg_stat_replication (grant
+	// pg_read_all_stats), or when the slot is idle and caught up.
+	LagSeconds *float64 `json:"lag_seconds"`
+	// WALStatus is pg_replication_slots.wal_status: reserved, extended, unreserved or lost.
+	WALStatus string `json:"wal_status,omitempty"`
+}
+
+// Group is one walhook consumer group.
+type Group struct {
+	// Stage is bubbleup, webhook or compliance.
+	Stage string `json:"stage"`
+	Group string `json:"group"`
+	// State is the broker's group state (Stable, Empty, Dead, ...).
+	State  string     `json:"state"`
+	Lag    int64      `json:"lag"`
+	Topics []TopicLag `json:"topics"`
+}
+
+// TopicLag is a group's lag on one topic: records between its committed offsets (the log
+// start where it has none) and the end of the log, summed over the partitions.
+type TopicLag struct {
+	Topic      string `json:"topic"`
+	Lag        int64  `json:"lag"`
+	Partitions int    `json:"partitions"`
+	// Missing is true when the topic does not exist yet (the stage that creates it never ran).
+	Missing bool `json:"missing,omitempty"`
+}
+
+// TopicSize is the number of records a topic retains.
+type TopicSize struct {
+	Topic   string `json:"topic"`
+	Records int64  `json:"records"`
+	Missing bool   `json:"missing,omitempty"`
+}
+
+// DisabledSubscription is a row of hook.subscription that is not enabled.
+type DisabledSubscription struct {
+	UUID       string     `json:"uuid"`
+	Tenant     string     `json:"tenant"`
+	EventType  string     `json:"event_type"`
+	URL        string     `json:"url"`
+	Reason     string     `json:"reason"`
+	DisabledAt *time.Time `json:"disabled_at"`
+}
+
+// Record locates one Kafka record.
+type Record struct {
+	Topic      string    `json:"topic"`
+	Partition  int32     `json:"partition"`
+	Offset     int64     `json:"offset"`
+	Timestamp  time.Time `json:"timestamp"`
+	AgeSeconds float64   `json:"age_seconds"`
+}
+
+// Options tune Collect.
+type Options struct {
+	// Timeout bounds reading the oldest undelivered records. Default 5s.
+	Timeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Collect reads everything a Report shows. A part that cannot be read is recorded in
+// Report.Errors and the rest is still collected; the error return is for a config that cannot
+// be used at all.
+func Collect(ctx context.Context, cfg *config.Config, o Options) (*Report, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Report{CheckedAt: o.Now().UTC(), DisabledSubscriptions: []DisabledSubscription{}}
+	r.collectPostgres(ctx, cfg)
+	opts, err := kafkaconn.Opts(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("status: kafka client: %w", err)
+	}
+	defer cl.Close()
+	r.collectKafka(ctx, cfg, kadm.NewClient(cl), opts, o)
+	return r, nil
+}
+
+func (r *Report) fail(format string, args ...any) {
+	r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
+}
+
+// collectPostgres reads the slot and the disabled subscriptions.
+func (r *Report) collectPostgres(ctx context.Context, cfg *config.Config) {
+	r.Slot = &Slot{Name: cfg.Postgres.Slot}
+	conn, err := pgx.Connect(ctx, cfg.Postgres.URL)
+	if err != nil {
+		r.fail("postgres: cannot connect (%v); check postgres.url / WALHOOK_PG_URL", err)
+		return
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if err := r.Slot.read(ctx, conn); err != nil {
+		r.fail("postgres: replication slot %s: %v", r.Slot.Name, err)
+	} else {
+		r.slotRead = true
+	}
+	subs, err := disabledSubscriptions(ctx, conn)
+	if err != nil {
+		r.fail("postgres: disabled subscriptions: %v; walhook deliver creates the hook schema, or apply it by hand", err)
+	}
+	r.DisabledSubscriptions = subs
+}
+
+const slotQuery = `SELECT s.active, s.confirmed_flush_lsn::text,
+	coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,
+	coalesce(s.wal_status, ''),
+	(SELECT extract(epoch FROM rep.replay_lag)::float8 FROM pg_stat_replication rep WHERE rep.pid = s.active_pid)
+FROM pg_replication_slots s WHERE s.slot_name = $1`
+
+func (s *Slot) read(ctx context.Context, conn *pgx.Conn) error {
+	var lsn *string
+	err := conn.QueryRow(ctx, slotQuery, s.Name).Scan(&s.Active, &lsn, &s.LagBytes, &s.WALStatus, &s.LagSeconds)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // Exists stays false; Check reports it
+	}
+	if err != nil {
+		return err
+	}
+	s.Exists = true
+	if lsn != nil {
+		s.ConfirmedFlushLSN = *lsn
+	}
+	return nil
+}
+
+func disabledSubscriptions(ctx context.Context, conn *pgx.Conn) ([]DisabledSubscription, error) {
+	rows, err := conn.Query(ctx, `SELECT uuid::text, tenant_id, event_type, url, coalesce(disabled_reason, ''), disabled_at
+		FROM hook.subscription WHERE NOT is_enabled ORDER BY disabled_at NULLS FIRST, id`)
+	if err != nil {
+		return []DisabledSubscription{}, err
+	}
+	out := []DisabledSubscription{}
+	for rows.Next() {
+		var d DisabledSubscription
+		if err := rows.Scan(&d.UUID, &d.Tenant, &d.EventType, &d.URL, &d.Reason, &d.DisabledAt); err != nil {
+			rows.Close()
+			return out, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

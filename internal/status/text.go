@@ -1,0 +1,89 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText prints r as one screen for a person.
+func (r *Report) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "walhook status at %s\n\n", r.CheckedAt.Format(time.RFC3339))
+	if s := r.Slot; s != nil {
+		switch {
+		case !r.slotRead:
+			fmt.Fprintf(tw, "slot %s: unknown (PostgreSQL not read)\n", s.Name)
+		case !s.Exists:
+			fmt.Fprintf(tw, "slot %s: DOES NOT EXIST\n", s.Name)
+		default:
+			state := "inactive (no cdc connected)"
+			if s.Active {
+				state = "active"
+			}
+			lagTime := "lag time unknown"
+			if s.LagSeconds != nil {
+				lagTime = fmt.Sprintf("%s behind", (time.Duration(*s.LagSeconds * float64(time.Second))).Round(time.Millisecond))
+			}
+			fmt.Fprintf(tw, "slot %s: %s, confirmed %s, lag %s (%d bytes), %s, wal_status %s\n",
+				s.Name, state, s.ConfirmedFlushLSN, bytesIEC(s.LagBytes), s.LagBytes, lagTime, s.WALStatus)
+		}
+	}
+	fmt.Fprintln(tw, "\nGROUP\tSTAGE\tSTATE\tTOPIC\tPARTITIONS\tLAG")
+	for _, g := range r.Groups {
+		for _, t := range g.Topics {
+			parts := fmt.Sprint(t.Partitions)
+			if t.Missing {
+				parts = "missing"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", g.Group, g.Stage, g.State, t.Topic, parts, t.Lag)
+		}
+	}
+	fmt.Fprintf(tw, "\ndead letters: %d in %s\n", r.DeadLetters.Records, r.DeadLetters.Topic)
+	fmt.Fprint(tw, "retry backlog:")
+	for _, t := range r.RetryBacklog {
+		fmt.Fprintf(tw, " %s=%d", t.Topic, t.Lag)
+	}
+	fmt.Fprintln(tw)
+	if u := r.OldestUndelivered; u != nil {
+		fmt.Fprintf(tw, "oldest undelivered: %s[%d]@%d from %s (%s ago)\n", u.Topic, u.Partition, u.Offset,
+			u.Timestamp.Format(time.RFC3339), time.Duration(u.AgeSeconds*float64(time.Second)).Round(time.Second))
+	} else {
+		fmt.Fprintln(tw, "oldest undelivered: none")
+	}
+	fmt.Fprintf(tw, "\ndisabled subscriptions: %d\n", len(r.DisabledSubscriptions))
+	if len(r.DisabledSubscriptions) > 0 {
+		fmt.Fprintln(tw, "UUID\tTENANT\tEVENT\tURL\tREASON\tDISABLED AT")
+		for _, d := range r.DisabledSubscriptions {
+			at := ""
+			if d.DisabledAt != nil {
+				at = d.DisabledAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, d.Tenant, d.EventType, d.URL, d.Reason, at)
+		}
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(tw, "\nERROR: %s", e)
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(tw, "\nTHRESHOLD: %s", v)
+	}
+	if len(r.Errors)+len(r.Violations) > 0 {
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
