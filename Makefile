@@ -23,6 +23,10 @@ bench:
 chaos:
 	WALHOOK_CHAOS=1 $(GO) test -count=1 -timeout 60m -run 'Chaos|Kill' $(PKGS)
 
+## e2e: the whole-system proof: every stage a process, seeded workload, kill-and-restart nemesis on all stages.
+e2e:
+	WALHOOK_E2E_DURATION=$${WALHOOK_E2E_DURATION:-5m} WALHOOK_E2E_KILL=$${WALHOOK_E2E_KILL:-all} $(GO) test -count=1 -timeout 40m -v -run '^TestWholeSystem$$' ./internal/e2e
+
 ## lint: formatting and vet.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -181,6 +182,24 @@ func (r *TopicRegistry) refresh(ctx context.Context) error {
 
 // unreadPartitions returns the end offset of each non-empty partition.
 func (r *TopicRegistry) unreadPartitions(ctx context.Context) (map[int32]int64, error) {
+	// Stages start together and any of them may be the one creating the schema topic: a topic
+	// created a moment ago can still be unknown to the broker answering, so that is retried
+	// briefly before it counts as missing.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ends, err := r.listPartitions(ctx)
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (r *TopicRegistry) listPartitions(ctx context.Context) (map[int32]int64, error) {
 	adm := kadm.NewClient(r.client)
 	starts, err := adm.ListStartOffsets(ctx, r.topic)
 	if err == nil {

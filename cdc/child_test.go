@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/demo"
+	"github.com/walhook/walhook/internal/kafkatest"
 )
 
 // childEnv makes the test binary run one CDC stage instead of the tests (TestMain): the
@@ -43,6 +45,8 @@ type childSpec struct {
 	StatusInterval    time.Duration
 	HeartbeatInterval time.Duration
 	MemoryLimit       int64
+	// ReadyFile is created once the stage has no snapshot left to take.
+	ReadyFile string
 }
 
 // runChild runs the stage until SIGTERM (a clean stop) and returns the exit code.
@@ -65,13 +69,15 @@ func runChild(spec string) int {
 	cfg.CDC.MemoryLimitBytes = cs.MemoryLimit
 	cfg.CDC.ManageReplicaIdentity = true
 	log, _ := zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
-	s, err := New(cfg, WithLogger(log))
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, WithLogger(log), WithRegisterer(reg))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go signalReady(ctx, reg, cs.ReadyFile)
 	if err := s.Run(ctx); err != nil {
 		log.Error("stage failed", zap.Error(err))
 		return 1
@@ -79,19 +85,34 @@ func runChild(spec string) int {
 	return 0
 }
 
+// signalReady creates path once walhook_cdc_snapshot_remaining_tables is 0.
+func signalReady(ctx context.Context, g prometheus.Gatherer, path string) {
+	for ctx.Err() == nil {
+		mfs, _ := g.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "walhook_cdc_snapshot_remaining_tables" && len(mf.Metric) > 0 && mf.Metric[0].GetGauge().GetValue() == 0 {
+				_ = os.WriteFile(path, nil, 0o600)
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // child is a CDC stage running in a process of its own.
 type child struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	logPath string
+	ready   string
 	started time.Time
 	done    chan struct{}
 	err     error // Wait's, valid once done is closed
 }
 
 // spec returns the child spec of the env's config.
-func (e *env) spec() string {
-	b, _ := json.Marshal(childSpec{
+func (e *env) spec(ready string) string {
+	b, _ := json.Marshal(childSpec{ReadyFile: ready,
 		URL: e.cfg.Postgres.URL, Brokers: e.cfg.Kafka.Brokers, Prefix: e.cfg.Kafka.TopicPrefix,
 		SpillDir: e.cfg.CDC.SpillDir, StatusInterval: e.cfg.CDC.StatusInterval,
 		HeartbeatInterval: e.cfg.CDC.HeartbeatInterval, MemoryLimit: e.cfg.CDC.MemoryLimitBytes,
@@ -103,16 +124,17 @@ func (e *env) spec() string {
 // Pdeathsig, when the test process dies).
 func (e *env) startChild(name string, extraEnv ...string) *child {
 	e.t.Helper()
-	logPath := filepath.Join(e.t.TempDir(), name+".log")
+	dir := e.t.TempDir()
+	logPath, ready := filepath.Join(dir, name+".log"), filepath.Join(dir, name+".ready")
 	f, err := os.Create(logPath)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childEnv+"="+e.spec()), extraEnv...)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+e.spec(ready)), extraEnv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	c := &child{t: e.t, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	c := &child{t: e.t, cmd: cmd, logPath: logPath, ready: ready, done: make(chan struct{})}
 	c.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -125,6 +147,20 @@ func (e *env) startChild(name string, extraEnv ...string) *child {
 	}()
 	e.t.Cleanup(func() { c.kill() })
 	return c
+}
+
+// waitReady waits until the child streams the slot with no snapshot left to take.
+func (c *child) waitReady(timeout time.Duration) {
+	c.t.Helper()
+	kafkatest.Eventually(c.t, timeout, func() error {
+		if done, err := c.exited(); done {
+			return fmt.Errorf("child exited (%v):\n%s", err, c.logTail())
+		}
+		if _, err := os.Stat(c.ready); err != nil {
+			return errors.New("child not ready: snapshot not finished")
+		}
+		return nil
+	})
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

@@ -49,7 +49,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 	// The first process creates the slot on empty tables (its initial snapshot has nothing
 	// to read); the seed rows and the load then arrive as streamed changes.
 	c := e.startChild("run0")
-	e.waitActive()
+	c.waitReady(2 * time.Minute)
 	e.exec(`INSERT INTO session.instance (id, status, score, tenant_id) SELECT g, 'IN_PROGRESS', 0, 't1' FROM generate_series(1, 5) g;
 		INSERT INTO incident.instance (id, status, severity, start_time, session_instance_id, tenant_id)
 		SELECT g, 'TRIGGERED', 'LOW', now(), 1 + g % 5, 't1' FROM generate_series(1, 20) g`)

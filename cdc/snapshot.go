@@ -45,7 +45,7 @@ type snapshotter struct {
 	tr        *tracker
 	runID     string
 	chunkRows int
-	tables    []string // model tables, in snapshot order (roots before their subordinates)
+	tables    []string // snapshot units in snapshot order (snapshotUnits: roots, then reference tables)
 	met       *snapMetrics
 	bar       *progressBar
 
@@ -70,7 +70,7 @@ func (s *Stage) newSnapshotter(ctx context.Context, adm *kadm.Client, cl *kgo.Cl
 	}
 	sn := &snapshotter{
 		s: s, cl: cl, tr: tr, runID: hex.EncodeToString(id), chunkRows: s.cfg.CDC.SnapshotChunkRows,
-		tables: s.cfg.Model.Tables(), met: met, bar: newProgressBar(),
+		tables: snapshotUnits(&s.cfg.Model), met: met, bar: newProgressBar(),
 		chunks: map[string]*chunk{}, wake: make(chan struct{}, 1), wins: map[string]*window{},
 	}
 	if sn.chunkRows <= 0 {
@@ -185,13 +185,14 @@ func (sn *snapshotter) remaining() int {
 	return n
 }
 
-// snapshotTable reads table chunk by chunk from its recorded progress until it is done or a
-// new request for it restarts it.
+// snapshotTable reads a snapshot unit (a root with its subordinates, or a reference table)
+// chunk by chunk from its recorded progress until it is done or a new request restarts it.
 func (sn *snapshotter) snapshotTable(ctx context.Context, conn *pgx.Conn, table string) error {
-	meta, err := loadTableMeta(ctx, conn, table)
+	plan, err := sn.loadPlan(ctx, conn, table)
 	if err != nil {
 		return err
 	}
+	meta := plan.unit
 	sn.mu.Lock()
 	p := *sn.progress[table]
 	sn.mu.Unlock()
@@ -207,15 +208,16 @@ func (sn *snapshotter) snapshotTable(ctx context.Context, conn *pgx.Conn, table 
 	defer logTick.Stop()
 	dropped := 0 // rows a streamed change touched inside their chunk's window (the stream has them)
 	for {
-		res, err := sn.chunk(ctx, conn, meta, p)
+		res, err := sn.chunk(ctx, conn, plan, p)
 		if err != nil {
 			return err
 		}
 		if res.retry != "" {
 			log.Info("snapshot chunk read again", zap.String("reason", res.retry))
-			if meta, err = loadTableMeta(ctx, conn, table); err != nil {
+			if plan, err = sn.loadPlan(ctx, conn, table); err != nil {
 				return err
 			}
+			meta = plan.unit
 			continue
 		}
 		if err := sn.waitConfirmed(ctx, res.commitLSN); err != nil {
@@ -227,7 +229,9 @@ func (sn *snapshotter) snapshotTable(ctx context.Context, conn *pgx.Conn, table 
 		}
 		p = next
 		dropped += res.dropped
-		sn.met.rows.WithLabelValues(table).Add(float64(res.emitted))
+		for tbl, n := range res.emitted {
+			sn.met.rows.WithLabelValues(tbl).Add(float64(n))
+		}
 		pr.update(p.Rows)
 		select {
 		case <-logTick.C:

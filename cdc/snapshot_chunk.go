@@ -19,6 +19,7 @@ type tableMeta struct {
 	name                string // schema-qualified
 	oid                 uint32
 	cols                []string // columns as pgoutput sends them (attnum order, no generated columns)
+	types               []string // their types (format_type)
 	pk                  []int    // indexes in cols of the primary-key columns, in key order
 	pkTypes             []string // their types, for the parameter casts
 	estimate            int64    // pg_class.reltuples; -1 when unknown
@@ -58,6 +59,7 @@ func loadTableMeta(ctx context.Context, conn *pgx.Conn, name string) (*tableMeta
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cdc: snapshot of %s: read its columns: %w", name, err)
 	}
+	m.types = types
 	if len(pks) == 0 {
 		return nil, fmt.Errorf("cdc: snapshot of %s: the table has no primary key, and snapshot chunks are read in "+
 			"primary-key order: add one (`ALTER TABLE %s ADD PRIMARY KEY (...)`)", name, table(name))
@@ -85,34 +87,43 @@ func loadTableMeta(ctx context.Context, conn *pgx.Conn, name string) (*tableMeta
 // high watermark and sends the result on done.
 type chunk struct {
 	id    string
-	meta  *tableMeta
-	rows  [][][]byte // text cells in meta.cols order; nil is NULL
+	plan  *chunkPlan
+	parts []*tableMeta // the unit's table, then its subordinate tables in plan order
+	rows  [][][][]byte // per part: text cells in the part's cols order; nil is NULL
+	roots [][]byte     // root keys of the chunk's root rows, in key order; nil for a reference table
 	ready bool
 	done  chan chunkResult // capacity 1
 }
 
 type chunkResult struct {
-	commitLSN pglogrepl.LSN // of the high watermark's transaction, which the reads belong to
-	emitted   int
+	commitLSN pglogrepl.LSN  // of the high watermark's transaction, which the reads belong to
+	emitted   map[string]int // rows written as reads, by table
+	unitRows  int            // of them, rows of the unit's own table (the progress counts these)
 	dropped   int
-	lastKey   []string // primary key of the last row read (emitted or not); nil: the table is done
+	lastKey   []string // primary key of the last unit row read (emitted or not); nil: the unit is done
 	retry     string   // not empty: nothing was emitted, read the chunk again
 }
 
 // window is a chunk between its low and high watermarks, as the stream sees it.
 type window struct {
 	c       *chunk
-	touched map[string]struct{} // primary keys a streamed change touched
-	unknown bool                // a change of the table without its primary key was seen
+	parts   map[string]*tableMeta // the chunk's tables by name
+	touched map[string]struct{}   // table NUL primary key of the rows a streamed change touched
+	unknown bool                  // a change of a chunk table without its primary key was seen
 	pkIdx   map[*relation][]int
 }
 
-// chunk reads one chunk: low watermark, SELECT, hand-over, high watermark, then waits for the
-// stream's result.
-func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, p snapProgress) (chunkResult, error) {
+// chunk reads one chunk: low watermark, SELECT of the unit's next rows and of the subordinate
+// rows of exactly those roots, hand-over, high watermark, then waits for the stream's result.
+func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan, p snapProgress) (chunkResult, error) {
+	m := pl.unit
+	parts := []*tableMeta{m}
+	for _, sp := range pl.subs {
+		parts = append(parts, sp.meta)
+	}
 	sn.mu.Lock()
 	id := sn.runID + "/" + strconv.FormatInt(p.Gen, 36) + "/" + strconv.FormatInt(p.Chunks, 10) + "/" + m.name
-	c := &chunk{id: id, meta: m, done: make(chan chunkResult, 1)}
+	c := &chunk{id: id, plan: pl, parts: parts, done: make(chan chunkResult, 1)}
 	sn.chunks[id] = c
 	sn.mu.Unlock()
 	defer func() { sn.mu.Lock(); delete(sn.chunks, id); sn.mu.Unlock() }()
@@ -126,8 +137,25 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, 
 	if err != nil {
 		return fail("read", err)
 	}
+	all := [][][][]byte{rows}
+	var roots [][]byte
+	if pl.rootKey >= 0 {
+		for _, r := range rows {
+			roots = append(roots, r[pl.rootKey])
+		}
+		keys := arrayLiteral(roots)
+		for _, sp := range pl.subs {
+			var sub [][][]byte
+			if len(roots) > 0 {
+				if sub, err = readRows(ctx, conn, sp.sql, [][]byte{keys}); err != nil {
+					return fail("read "+sp.meta.name+" of the chunk's roots", err)
+				}
+			}
+			all = append(all, sub)
+		}
+	}
 	sn.mu.Lock()
-	c.rows, c.ready = rows, true
+	c.rows, c.roots, c.ready = all, roots, true
 	sn.mu.Unlock()
 	if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, '`+snapHighPrefix+`', $1)`, id); err != nil {
 		return fail("write the high watermark", err)
@@ -152,6 +180,11 @@ func readChunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, after []string
 			params = append(params, []byte(k))
 		}
 	}
+	return readRows(ctx, conn, sql, params)
+}
+
+// readRows runs sql with text parameters and returns its rows' text cells.
+func readRows(ctx context.Context, conn *pgx.Conn, sql string, params [][]byte) ([][][]byte, error) {
 	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
 	var out [][][]byte
 	for rr.NextRow() {
@@ -203,7 +236,7 @@ func (sn *snapshotter) marker(ctx context.Context, st *streamer, t *txn, prefix 
 	return nil
 }
 
-// openWindow starts tracking the changes of a chunk's table. A watermark of an earlier run,
+// openWindow starts tracking the changes of a chunk's tables. A watermark of an earlier run,
 // replayed from the slot after a restart, matches no chunk and is ignored.
 func (sn *snapshotter) openWindow(id string) {
 	sn.mu.Lock()
@@ -212,24 +245,29 @@ func (sn *snapshotter) openWindow(id string) {
 	if c == nil {
 		return
 	}
-	sn.wins[id] = &window{c: c, touched: map[string]struct{}{}, pkIdx: map[*relation][]int{}}
+	w := &window{c: c, parts: map[string]*tableMeta{}, touched: map[string]struct{}{}, pkIdx: map[*relation][]int{}}
+	for _, m := range c.parts {
+		w.parts[m.name] = m
+	}
+	sn.wins[id] = w
 	sn.open = len(sn.wins)
 }
 
 // touchedRow records the primary keys (new and old) a streamed change of rel touched in every
-// open window of its table. It runs for every row change while a window is open.
+// open window that reads rel's table. It runs for every row change while a window is open.
 func (sn *snapshotter) touchedRow(rel *relation, rc *rowChange) {
 	for _, w := range sn.wins {
-		if w.c.meta.name != rel.name {
+		m := w.parts[rel.name]
+		if m == nil {
 			continue
 		}
 		idx, ok := w.pkIdx[rel]
 		if !ok {
-			idx = pkIndexes(rel, w.c.meta)
+			idx = pkIndexes(rel, m)
 			w.pkIdx[rel] = idx
 		}
-		kn, okn := pkText(rc.new, idx)
-		ko, oko := pkText(rc.old, idx)
+		kn, okn := pkText(rel.name, rc.new, idx)
+		ko, oko := pkText(rel.name, rc.old, idx)
 		if okn {
 			w.touched[kn] = struct{}{}
 		}
@@ -256,38 +294,39 @@ func pkIndexes(rel *relation, m *tableMeta) []int {
 	return out
 }
 
-// pkText joins the primary-key cells of a tuple; false when the tuple lacks one.
-func pkText(cells []avro.Cell, idx []int) (string, bool) {
+// pkText joins the table name and the primary-key cells of a tuple; false when the tuple
+// lacks one.
+func pkText(tbl string, cells []avro.Cell, idx []int) (string, bool) {
 	if cells == nil || idx == nil {
 		return "", false
 	}
 	var b strings.Builder
-	for n, i := range idx {
+	b.WriteString(tbl)
+	for _, i := range idx {
 		v, ok := cellText(cells, i)
 		if !ok {
 			return "", false
 		}
-		if n > 0 {
-			b.WriteByte(0)
-		}
+		b.WriteByte(0)
 		b.Write(v)
 	}
 	return b.String(), true
 }
 
-func rowPK(row [][]byte, pk []int) string {
+// rowPK is pkText of a row read by the snapshot.
+func rowPK(tbl string, row [][]byte, pk []int) string {
 	var b strings.Builder
-	for n, i := range pk {
-		if n > 0 {
-			b.WriteByte(0)
-		}
+	b.WriteString(tbl)
+	for _, i := range pk {
+		b.WriteByte(0)
 		b.Write(row[i])
 	}
 	return b.String()
 }
 
 // closeWindow writes the chunk's rows no streamed change touched as reads of t (the high
-// watermark's transaction): same routes, keys and transaction ends as streamed rows.
+// watermark's transaction): same routes, keys and transaction ends as streamed rows, and for
+// a root chunk one transaction end per root of the chunk after all its reads.
 func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id string) error {
 	w := sn.wins[id]
 	if w == nil {
@@ -296,24 +335,28 @@ func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id
 	delete(sn.wins, id)
 	sn.open = len(sn.wins)
 	sn.mu.Lock()
-	rows, ready := w.c.rows, w.c.ready
+	rows, roots, ready := w.c.rows, w.c.roots, w.c.ready
 	sn.mu.Unlock()
-	m := w.c.meta
-	res := chunkResult{commitLSN: t.commitLSN}
-	rel, err := st.snapRelation(ctx, m.oid)
-	if err != nil {
-		return fmt.Errorf("cdc: snapshot of %s at high watermark %s: %w", m.name, t.commitLSN, err)
-	}
+	res := chunkResult{commitLSN: t.commitLSN, emitted: map[string]int{}}
 	switch {
 	case !ready:
 		res.retry = "the chunk's rows were not handed over before its high watermark"
 	case w.unknown:
-		res.retry = "a change without its primary key touched the table during the chunk (check its replica identity)"
-	case !sameColumns(rel, m.cols):
-		res.retry = "the table's columns changed during the chunk"
+		res.retry = "a change without its primary key touched a table of the chunk (check its replica identity)"
+	}
+	rels := make([]*relation, len(w.c.parts))
+	for i, m := range w.c.parts {
+		rel, err := st.snapRelation(ctx, m.oid)
+		if err != nil {
+			return fmt.Errorf("cdc: snapshot of %s, chunk %s, at high watermark %s: %w", m.name, id, t.commitLSN, err)
+		}
+		rels[i] = rel
+		if res.retry == "" && !sameColumns(rel, m.cols) {
+			res.retry = "the columns of " + m.name + " changed during the chunk"
+		}
 	}
 	if res.retry == "" {
-		if err := sn.emitReads(ctx, st, t, rel, w, rows, &res); err != nil {
+		if err := sn.emitReads(ctx, st, t, rels, w, rows, roots, &res); err != nil {
 			return err
 		}
 	}
@@ -321,30 +364,75 @@ func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id
 	return nil
 }
 
-func (sn *snapshotter) emitReads(ctx context.Context, st *streamer, t *txn, rel *relation, w *window, rows [][][]byte, res *chunkResult) error {
-	cells := make([]avro.Cell, len(rel.table.Columns))
-	for _, row := range rows {
-		if _, hit := w.touched[rowPK(row, w.c.meta.pk)]; hit {
-			res.dropped++
-			continue
+func (sn *snapshotter) emitReads(ctx context.Context, st *streamer, t *txn, rels []*relation, w *window, rows [][][][]byte, roots [][]byte, res *chunkResult) error {
+	rt := w.c.plan.route
+	if rt != nil {
+		// Every root of the chunk gets its transaction end, even one whose rows the stream
+		// carries: it tells bubble-up that the root's state is complete from here on.
+		for _, k := range roots {
+			t.register(rt, st.frame(nil, k))
 		}
-		for i, v := range row {
-			cells[i] = avro.Cell{Kind: avro.CellText, Data: v}
-			if v == nil {
-				cells[i] = avro.Cell{Kind: avro.CellNull}
+	}
+	n := 0
+	for i, rel := range rels {
+		m := w.c.parts[i]
+		cells := make([]avro.Cell, len(rel.table.Columns))
+		for _, row := range rows[i] {
+			if _, hit := w.touched[rowPK(m.name, row, m.pk)]; hit {
+				res.dropped++
+				continue
 			}
-		}
-		rc := rowChange{op: avro.OpRead, relID: rel.id, new: cells}
-		if err := st.emitRow(ctx, t, rel, &rc); err != nil {
-			return fmt.Errorf("%w (snapshot of %s)", err, w.c.meta.name)
-		}
-		res.emitted++
-		if res.emitted&255 == 0 {
-			if err := st.backpressure(ctx); err != nil {
-				return err
+			for i, v := range row {
+				cells[i] = avro.Cell{Kind: avro.CellText, Data: v}
+				if v == nil {
+					cells[i] = avro.Cell{Kind: avro.CellNull}
+				}
+			}
+			rc := rowChange{op: avro.OpRead, relID: rel.id, new: cells}
+			if err := st.emitRow(ctx, t, rel, &rc); err != nil {
+				return fmt.Errorf("%w (snapshot of %s, chunk %s)", err, m.name, w.c.id)
+			}
+			res.emitted[m.name]++
+			if i == 0 {
+				res.unitRows++
+			}
+			if n++; n&255 == 0 {
+				if err := st.backpressure(ctx); err != nil {
+					return err
+				}
 			}
 		}
 	}
+	if rt == nil {
+		return nil
+	}
+	return readEnds(ctx, st, t)
+}
+
+// register adds the root keyed key to t's transaction ends without counting a row.
+func (t *txn) register(rt *route, key []byte) {
+	t.touch(rt, key)
+	t.touched[t.touchIdx[rt.topic][string(key)]].rows--
+}
+
+// readEnds writes the transaction ends of a root chunk, with header walhook-op: read (bubble-up
+// takes it as "the root's state is complete as of this LSN"), and takes the roots off t so its
+// commit does not write them again.
+func readEnds(ctx context.Context, st *streamer, t *txn) error {
+	for _, r := range t.touched {
+		prefix, err := st.markerPrefix(ctx, r.topic, st.txnEndSchema)
+		if err != nil {
+			return fmt.Errorf("cdc: snapshot transaction end of %s key %s at LSN %s: %w", r.root.Table, r.key, t.commitLSN, err)
+		}
+		body := avro.AppendTxnEnd(st.scratch[:0], avro.TxnEnd{
+			Table: r.root.Table, RootKey: r.key, CommitLSN: uint64(t.commitLSN), Xid: t.xid,
+			CommitTime: t.commitTime, Rows: r.rows,
+		})
+		st.scratch = body
+		st.produce(ctx, t, st.newRecord(r.topic, r.keyRec, st.frame(prefix, body),
+			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), st.opHdr[avro.OpRead], t.lsnHdr)))
+	}
+	t.touched, t.touchIdx = nil, map[string]map[string]int{}
 	return nil
 }
 

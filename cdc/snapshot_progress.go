@@ -67,9 +67,21 @@ func (s *Stage) loadSnapshotProgress(ctx context.Context, adm *kadm.Client) (map
 	if err != nil {
 		return nil, fmt.Errorf("cdc: load snapshot progress: %w", err)
 	}
-	for t := range out {
-		if !slices.Contains(s.cfg.Model.Tables(), t) {
-			delete(out, t) // a table no longer in the model
+	units := snapshotUnits(&s.cfg.Model)
+	for t, p := range out {
+		if slices.Contains(units, t) {
+			continue
+		}
+		delete(out, t) // a table no longer in the model, or a subordinate (read with its roots)
+		if p.Done {
+			continue
+		}
+		// Unfinished progress of a subordinate (recorded before snapshots became root-atomic):
+		// its roots are read again, with their subordinates.
+		for _, u := range unitsOf(&s.cfg.Model, t) {
+			if r := out[u]; r == nil || r.Done {
+				out[u] = &snapProgress{Slot: p.Slot, Table: u, Gen: p.Gen, Requested: p.Requested}
+			}
 		}
 	}
 	return out, nil
@@ -86,7 +98,7 @@ func (s *Stage) progressRecord(p *snapProgress) *kgo.Record {
 func (s *Stage) requestInitialSnapshot(ctx context.Context, cl *kgo.Client) error {
 	now := time.Now().UTC()
 	var recs []*kgo.Record
-	for _, t := range s.cfg.Model.Tables() {
+	for _, t := range snapshotUnits(&s.cfg.Model) {
 		recs = append(recs, s.progressRecord(&snapProgress{Slot: s.cfg.Postgres.Slot, Table: t, Gen: now.UnixNano(), Requested: now}))
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -99,7 +111,7 @@ func (s *Stage) requestInitialSnapshot(ctx context.Context, cl *kgo.Client) erro
 // meanwhile (the table starts over and this chunk's progress is dropped).
 func (sn *snapshotter) finishChunk(ctx context.Context, p snapProgress, res chunkResult) (snapProgress, bool, error) {
 	p.Chunks++
-	p.Rows += int64(res.emitted)
+	p.Rows += int64(res.unitRows)
 	p.LastKey, p.Done = res.lastKey, res.lastKey == nil
 	sn.mu.Lock()
 	cur := sn.progress[p.Table]
@@ -128,13 +140,25 @@ func (sn *snapshotter) finishChunk(ctx context.Context, p snapProgress, res chun
 
 // request handles a resnapshot request read from the slot (stream goroutine): the table
 // starts over; the new progress is part of the request's transaction, so the request is
-// confirmed to PostgreSQL only once it is durable.
+// confirmed to PostgreSQL only once it is durable. A subordinate table is read again through
+// its roots (each root's chunks re-read all its subordinates).
 func (sn *snapshotter) request(ctx context.Context, st *streamer, t *txn, table string) error {
-	if !slices.Contains(sn.tables, table) {
+	units := unitsOf(&sn.s.cfg.Model, table)
+	if len(units) == 0 {
 		sn.s.log.Warn("resnapshot request for a table that is not in the model ignored",
-			zap.String("table", table), zap.Strings("model_tables", sn.tables))
+			zap.String("table", table), zap.Strings("snapshot_tables", sn.tables))
 		return nil
 	}
+	for _, u := range units {
+		if u != table {
+			sn.s.log.Info("resnapshot of a subordinate table reads its roots again", zap.String("table", table), zap.String("root", u))
+		}
+		sn.requestUnit(ctx, st, t, u)
+	}
+	return nil
+}
+
+func (sn *snapshotter) requestUnit(ctx context.Context, st *streamer, t *txn, table string) {
 	now := time.Now().UTC()
 	sn.mu.Lock()
 	gen := now.UnixNano()
@@ -150,7 +174,6 @@ func (sn *snapshotter) request(ctx context.Context, st *streamer, t *txn, table 
 	case sn.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // RequestResnapshot asks the walhook cdc running on cfg's slot (now or at its next start) to

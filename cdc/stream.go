@@ -67,6 +67,8 @@ type streamer struct {
 
 	// snap takes snapshots with watermarks (snapshot.go); nil when not running.
 	snap *snapshotter
+	// marks coalesces the reference watermarks of committed transactions (watermark.go).
+	marks refMarks
 }
 
 func newStreamer(s *Stage) (*streamer, error) {
@@ -111,6 +113,9 @@ func (st *streamer) run(ctx context.Context) error {
 			return nil
 		}
 		if err := st.maybeStatus(interval); err != nil {
+			return err
+		}
+		if err := st.maybeWatermarks(ctx); err != nil {
 			return err
 		}
 		msg, err := st.repl.ReceiveMessage(context.Background())

@@ -225,6 +225,7 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 		}
 	}
 	st.tr.close(t.ack, end)
+	st.wmCommitted(t)
 	st.s.metrics.txns.Inc()
 	return nil
 }

@@ -116,6 +116,11 @@ type CDC struct {
 	// HeartbeatInterval is how often a pg_logical_emit_message heartbeat is written so the slot
 	// advances while the model's tables are idle. Default 10s; 0 disables.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// WatermarkInterval is the longest a committed transaction waits before a watermark at its
+	// commit LSN is written to every reference topic (bubble-up holds a snapshot until the
+	// reference topics reach its LSN). Watermarks of transactions closer together than this are
+	// coalesced into one. Default 5ms.
+	WatermarkInterval time.Duration `yaml:"watermark_interval"`
 	// ManageReplicaIdentity sets REPLICA IDENTITY FULL on subordinate tables whose deletes would
 	// otherwise lack the parent key. Default false (start fails with the statement to run).
 	ManageReplicaIdentity bool `yaml:"manage_replica_identity"`

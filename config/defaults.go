@@ -17,6 +17,7 @@ const (
 	DefaultMemoryLimitBytes  = 64 << 20
 	DefaultStatusInterval    = time.Second
 	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultWatermarkInterval = 5 * time.Millisecond
 	DefaultTenantColumn      = "tenant_id"
 	DefaultSoftDeleteColumn  = "is_deleted"
 	DefaultKey               = "id"
@@ -78,6 +79,9 @@ func (c *CDC) defaults(heartbeatExplicit bool) {
 	}
 	if c.HeartbeatInterval == 0 && !heartbeatExplicit {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.WatermarkInterval == 0 {
+		c.WatermarkInterval = DefaultWatermarkInterval
 	}
 }
 

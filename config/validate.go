@@ -169,6 +169,9 @@ func (v *checker) cdc(c *CDC) {
 	if c.HeartbeatInterval < 0 {
 		v.add("cdc.heartbeat_interval", "%s; must be positive, or 0s to disable heartbeats", c.HeartbeatInterval)
 	}
+	if c.WatermarkInterval < 0 {
+		v.add("cdc.watermark_interval", "%s; must be positive (default 5ms)", c.WatermarkInterval)
+	}
 }
 
 // checkHostPort returns what is wrong with a dial address, or "".

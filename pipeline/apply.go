@@ -18,6 +18,13 @@ func applyChange(rm *rootModel, key string, s *rootState, c *avro.Change, emitRe
 	if c.CommitLSN <= s.Applied && s.Applied != 0 {
 		return false, nil
 	}
+	rootRow := t == rm.root && (c.Op == avro.OpCreate || c.Op == avro.OpRead)
+	switch {
+	case rootRow:
+		s.Partial = false
+	case s.fresh():
+		s.Partial = true // the root existed before: the state lacks what was not streamed
+	}
 	if c.Op == avro.OpRead && !emitReads {
 		// Initial snapshot rows build state without a transaction to end.
 		return true, applyRow(rm, t, key, s, c)
@@ -91,6 +98,9 @@ func applyRow(rm *rootModel, t *tableModel, key string, s *rootState, c *avro.Ch
 type outcome struct {
 	emit bool
 	verb avro.Verb
+	// orphan: the transaction changed a root whose state is incomplete (no root row, or not
+	// read yet by the initial snapshot); it updated the state and emits nothing.
+	orphan bool
 }
 
 // finishTxn closes the root's pending transaction at its end marker: it decides the verb, bumps
@@ -106,8 +116,11 @@ func finishTxn(rm *rootModel, s *rootState, end avro.TxnEnd) outcome {
 		return outcome{}
 	}
 	s.Applied = end.CommitLSN
-	if s.Root == nil || (s.Gone && !p.HardDeleted) {
-		return outcome{} // subordinate rows of a root we never saw, or of a deleted one
+	if s.Root == nil || s.Partial {
+		return outcome{orphan: true} // a root we never saw, or not read by the snapshot yet
+	}
+	if s.Gone && !p.HardDeleted {
+		return outcome{} // subordinate rows of a deleted root
 	}
 	var v avro.Verb
 	switch {

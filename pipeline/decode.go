@@ -39,6 +39,7 @@ type input struct {
 	kind      recordKind
 	change    *avro.Change
 	txnEnd    avro.TxnEnd
+	snapEnd   bool // a TxnEnd of an initial-snapshot chunk (walhook-op: read): the root is read
 	watermark avro.Watermark
 }
 
@@ -70,7 +71,7 @@ func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
 	switch kind := header(rec, headerKind); kind {
 	case "txn-end":
 		m, err := avro.DecodeTxnEnd(body)
-		return input{kind: kindTxnEnd, txnEnd: m}, err
+		return input{kind: kindTxnEnd, txnEnd: m, snapEnd: header(rec, headerOp) == "read"}, err
 	case "watermark":
 		m, err := avro.DecodeWatermark(body)
 		return input{kind: kindWatermark, watermark: m}, err

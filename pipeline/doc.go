@@ -50,6 +50,16 @@
 // object); updated otherwise. Initial-snapshot rows (op read) build state and emit nothing unless
 // bubbleup.emit_reads is set.
 //
+// # Initial snapshot
+//
+// CDC reads a pre-existing root and all its subordinates in one chunk, then writes one TxnEnd per
+// root with header walhook-op: read. Changes that happen to a pre-existing root during the initial
+// snapshot, before its chunk is read, produce no webhook; the root's first webhook is the first
+// change after its read. A root whose first change is not its row's insert or read is marked
+// partial (rootState.Partial): its transactions update state only, counted in
+// walhook_bubbleup_orphan_changes_total and logged at debug, until the read TxnEnd (or the root
+// row's insert or read) clears the mark. A transaction of a root with no root row never emits.
+//
 // # State and exactly once
 //
 // Each input partition (change topic, partition) belongs to one worker goroutine; the transaction

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -63,7 +64,23 @@ func startE2E(t *testing.T, modelYAML, schemaSQL string) *e2e {
 		}
 	})
 	runStage(t, e.cfg, e.reg)
+	e.waitStreaming()
 	return e
+}
+
+// waitStreaming waits until the cdc stage streams from its slot: rows written before the slot
+// exists belong to the initial snapshot (reads, which emit nothing), not to the story under test.
+func (e *e2e) waitStreaming() {
+	e.t.Helper()
+	kafkatest.Eventually(e.t, 60*time.Second, func() error {
+		var active bool
+		err := e.db.QueryRow(context.Background(),
+			`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, e.cfg.Postgres.Slot).Scan(&active)
+		if err == nil && !active {
+			err = errors.New("slot exists but no reader streams from it yet")
+		}
+		return err
+	})
 }
 
 func (e *e2e) exec(sql string, args ...any) {

@@ -14,6 +14,7 @@ type metrics struct {
 	stateRoots     prometheus.Gauge
 	stateBytes     prometheus.GaugeFunc
 	lag            *prometheus.GaugeVec
+	orphans        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, error) {
@@ -52,11 +53,15 @@ func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, 
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "consumer_lag_records",
 			Help: "Records between the last consumed offset and the high watermark, per input partition.",
 		}, []string{"topic", "partition"}),
+		orphans: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "orphan_changes_total",
+			Help: "Source transactions of a root whose state is incomplete (no root row, or not read by the initial snapshot yet): state updated, no snapshot emitted.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag} {
+	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -115,17 +115,27 @@ func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, e
 		}
 		return nil, nil
 	case kindTxnEnd:
-		return w.finish(ctx, key, in.txnEnd)
+		return w.finish(ctx, key, in.txnEnd, in.snapEnd)
 	}
 	return nil, nil // watermarks on a change topic carry nothing for bubble-up
 }
 
-func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd) (*kgo.Record, error) {
+func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, snapEnd bool) (*kgo.Record, error) {
 	st, err := w.state(key)
 	if err != nil {
 		return nil, err
 	}
+	if snapEnd {
+		// The initial snapshot read the root and all its subordinates in one chunk ending
+		// here: the state is complete (docs/cdc.md "Initial snapshot").
+		st.Partial = false
+	}
 	o := finishTxn(w.rm, st, end)
+	if o.orphan {
+		w.s.metrics.orphans.Inc()
+		w.log.Debug("change of a root not read yet (or without a root row): state updated, no snapshot",
+			zap.String("key", key), zap.String("lsn", lsnText(end.CommitLSN)))
+	}
 	if !o.emit {
 		return nil, nil
 	}

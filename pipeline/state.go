@@ -78,6 +78,16 @@ type rootState struct {
 	Pending *pending `json:"pending,omitempty"`
 	// Last is the last emitted bare payload, kept only for old_new roots.
 	Last json.RawMessage `json:"last,omitempty"`
+	// Partial is set while the state may lack rows of the root: its first change was not the
+	// root row's insert or read (a root that existed before the slot, changed before its
+	// initial-snapshot chunk was read). Such a root emits nothing until the transaction end of
+	// its snapshot read (or the root row's insert or read) clears it.
+	Partial bool `json:"partial,omitempty"`
+}
+
+// fresh reports whether nothing is known of the root yet.
+func (s *rootState) fresh() bool {
+	return s.Root == nil && !s.Gone && len(s.Subs) == 0 && s.Version == 0 && s.Applied == 0 && s.Pending == nil && !s.Partial
 }
 
 // pending says what the open source transaction did to the root so far.

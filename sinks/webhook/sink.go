@@ -230,6 +230,9 @@ func (s *Sink) connectKafka(ctx context.Context) error {
 	opts = append(opts,
 		kgo.ConsumerGroup(s.cfg.WebhookGroup()),
 		kgo.ConsumeTopics(s.consumedTopics()...),
+		// Snapshots are written in bubble-up's Kafka transactions: an aborted one must never
+		// reach a receiver.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
