@@ -86,9 +86,14 @@ func floatJSON(f float64, bits int) json.RawMessage {
 	return json.RawMessage(strconv.FormatFloat(f, 'g', -1, bits))
 }
 
+// quote is a JSON string without Go's HTML escaping: a receiver compares the text it gets with
+// what its database holds, and "<b>" should read as "<b>", not "\u003cb\u003e".
 func quote(s string) json.RawMessage {
-	b, _ := json.Marshal(s)
-	return b
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func compact(j []byte) json.RawMessage {
