@@ -18,6 +18,7 @@ test:
 ## bench: throughput, latency and memory figures against baselines measured in the same run.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
+	$(GO) run ./internal/bench/cdcbench -rows 1000000 -runs 2
 
 ## chaos: long kill-and-restart runs, kept out of `make test`.
 chaos:

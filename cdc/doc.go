@@ -7,7 +7,8 @@
 // # Reading path
 //
 // stage.go (New, Run: the order of start-up) → lock.go (one active reader) → setup.go
-// (wal_level, publication, replica identity, slot) → stream.go (the replication loop) →
+// (wal_level, publication, replica identity, slot) → stream.go (the replication loop;
+// readbatch.go, how its connection reads in batches) →
 // txn.go (transaction assembly, record production) → route.go / index.go (keys and topics) →
 // spill.go (streamed transactions) → ack.go (the confirmed LSN).
 //

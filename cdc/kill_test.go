@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/internal/kafkatest"
@@ -46,6 +47,18 @@ func TestKillNineLosesNothing(t *testing.T) {
 
 	e := newEnv(t, "")
 	slot := e.cfg.Postgres.Slot
+	if !e.kafk.Real() {
+		// Acknowledge produce requests 20-80 ms late, as a real broker might: records spend
+		// long enough in flight for a kill to catch some, which a stage confirming on receipt
+		// (rather than on acknowledgement) would then lose.
+		cluster := e.kafk.RequireCluster(t)
+		cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+			cluster.KeepControl()
+			d := time.Duration(20+rand.IntN(60)) * time.Millisecond
+			cluster.SleepControl(func() { time.Sleep(d) })
+			return nil, nil, false
+		})
+	}
 	// The first process creates the slot on empty tables (its initial snapshot has nothing
 	// to read); the seed rows and the load then arrive as streamed changes.
 	c := e.startChild("run0")

@@ -22,7 +22,7 @@ import (
 const (
 	producerLinger   = 5 * time.Millisecond
 	producerBatchMax = 1 << 20
-	maxInflightBytes = 32 << 20
+	maxInflightBytes = 16 << 20
 )
 
 // manualPartition marks records whose Partition field is set by the stage (watermarks, which

@@ -429,7 +429,7 @@ func readEnds(ctx context.Context, st *streamer, t *txn) error {
 			CommitTime: t.commitTime, Rows: r.rows,
 		})
 		st.scratch = body
-		st.produce(ctx, t, st.newRecord(r.topic, r.keyRec, st.frame(prefix, body),
+		st.produce(ctx, t, st.newRecord(r.topic, st.frameString(r.key), st.frame(prefix, body),
 			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), st.opHdr[avro.OpRead], t.lsnHdr)))
 	}
 	t.touched, t.touchIdx = nil, map[string]map[string]int{}

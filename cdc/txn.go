@@ -42,11 +42,10 @@ type txn struct {
 }
 
 type rootTouch struct {
-	root   *config.Root
-	topic  string
-	key    string
-	keyRec []byte // key as the record key, in the streamer's slab
-	rows   int32
+	root  *config.Root
+	topic string
+	key   string
+	rows  int32
 }
 
 func (st *streamer) begin(xid uint32, commit pglogrepl.LSN, at time.Time) *txn {
@@ -186,7 +185,9 @@ func (st *streamer) rootKey(ctx context.Context, rt *route, raw []byte) ([]byte,
 	return st.frame(nil, []byte(k)), nil
 }
 
-// touch counts a row of the root keyed key (bytes that stay valid: the slab's).
+// touch counts a row of the root keyed key. It keeps a string copy of the key, never key
+// itself: key points into a value slab, and holding it for the whole transaction would keep
+// every slab of a huge transaction alive.
 func (t *txn) touch(rt *route, key []byte) {
 	byKey := t.touchIdx[rt.topic]
 	if byKey == nil {
@@ -198,7 +199,7 @@ func (t *txn) touch(rt *route, key []byte) {
 		i = len(t.touched)
 		k := string(key)
 		byKey[k] = i
-		t.touched = append(t.touched, rootTouch{root: rt.root, topic: rt.topic, key: k, keyRec: key})
+		t.touched = append(t.touched, rootTouch{root: rt.root, topic: rt.topic, key: k})
 	}
 	t.touched[i].rows++
 }
@@ -206,7 +207,7 @@ func (t *txn) touch(rt *route, key []byte) {
 // commit writes the transaction's end markers and hands it to the tracker, which confirms
 // end once Kafka has acknowledged every record of it and of the transactions before it.
 func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error {
-	for _, r := range t.touched {
+	for i, r := range t.touched {
 		prefix, err := st.markerPrefix(ctx, r.topic, st.txnEndSchema)
 		if err != nil {
 			return err
@@ -216,8 +217,15 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 			CommitTime: t.commitTime, Rows: r.rows,
 		})
 		st.scratch = body
-		st.produce(ctx, t, st.newRecord(r.topic, r.keyRec, st.frame(prefix, body),
+		st.produce(ctx, t, st.newRecord(r.topic, st.frameString(r.key), st.frame(prefix, body),
 			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), nil, t.lsnHdr)))
+		// A transaction can touch a million roots: its TxnEnds are under the in-flight
+		// bound like its rows.
+		if i&255 == 255 {
+			if err := st.backpressure(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	for topic := range t.refs {
 		if err := st.watermark(ctx, t.ack, topic, t.commitLSN, t.lsnHdr); err != nil {
@@ -261,6 +269,17 @@ func (st *streamer) heartbeatSeen(ctx context.Context, lsn pglogrepl.LSN) error 
 	}
 	st.tr.close(a, lsn)
 	return nil
+}
+
+// frameString is frame for a string (a record key).
+func (st *streamer) frameString(s string) []byte {
+	n := len(s)
+	if len(st.slab)+n > cap(st.slab) {
+		st.slab = make([]byte, 0, max(256<<10, n))
+	}
+	start := len(st.slab)
+	st.slab = append(st.slab, s...)
+	return st.slab[start : start+n : start+n]
 }
 
 // frame returns prefix+body in memory of its own (records outlive the scratch buffer).

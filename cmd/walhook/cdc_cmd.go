@@ -1,7 +1,11 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
+
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/cdc"
 )
@@ -14,6 +18,7 @@ to the change topic of its root, keyed by the root key, with a transaction-end m
 source transaction. It confirms an LSN to PostgreSQL only after Kafka acknowledged every record up to
 it. Run one per slot: a second process waits as a standby and takes over when the first dies.`,
 		func(p *process) (service, error) {
+			softMemoryLimit(p)
 			if manageIdentity {
 				p.cfg.CDC.ManageReplicaIdentity = true
 			}
@@ -31,4 +36,17 @@ func cdcService(p *process) (service, error) {
 		return service{}, err
 	}
 	return service{name: "cdc", run: stage.Run}, nil
+}
+
+// cdcSoftMemoryLimit is the Go heap's soft limit for `walhook cdc` when GOMEMLIMIT is unset: a
+// transaction touching half a million roots keeps ~110 MiB live, and without a limit the GC lets
+// the heap double before collecting, past the 256 MiB the stage is sized for.
+const cdcSoftMemoryLimit = 200 << 20
+
+func softMemoryLimit(p *process) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(cdcSoftMemoryLimit)
+	p.log.Info("GOMEMLIMIT is unset: using a soft heap limit", zap.Int("bytes", cdcSoftMemoryLimit))
 }

@@ -1,0 +1,483 @@
+// Command cdcbench is the CDC benchmark of `make bench`: on one generated workload it measures
+// pg_recvlogical (pgoutput to /dev/null) and `walhook cdc` (a separate process, writing to a
+// kfake broker in another separate process), and prints rows/s for both, their ratio and
+// walhook's peak RSS. See docs/benchmarks.md.
+//
+//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2]
+//
+// Everything it starts (PostgreSQL, the broker process, walhook) is stopped before it returns.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/internal/demo"
+	"github.com/walhook/walhook/internal/embedkafka"
+	"github.com/walhook/walhook/internal/embedpg"
+)
+
+// roleEnv makes the re-executed binary the broker process.
+const roleEnv = "WALHOOK_CDCBENCH_ROLE"
+
+func main() {
+	if os.Getenv(roleEnv) == "kfake" {
+		if err := serveKfake(); err != nil {
+			fmt.Fprintln(os.Stderr, "cdcbench broker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	flag.IntVar(&o.rows, "rows", 1_000_000, "row changes (as pgoutput delivers them) in the workload")
+	flag.IntVar(&o.txnRows, "txn", 1000, "row changes per transaction")
+	flag.IntVar(&o.runs, "runs", 2, "measurements of each tool, alternating")
+	flag.StringVar(&o.compression, "compression", "", "override the producer compression (WALHOOK_CDC_COMPRESSION) for walhook")
+	flag.StringVar(&o.bin, "bin", "", "a walhook binary to measure instead of building ./cmd/walhook")
+	flag.StringVar(&o.alt, "alt", "", "a second walhook binary (e.g. a baseline build) measured in the same runs, alternating")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (walhook configs and logs)")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "walhook's log level")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "cdcbench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	rows, txnRows, runs int
+	compression         string
+	keep                bool
+	bin, alt            string
+	logLevel            string
+}
+
+// result is one measurement.
+type result struct {
+	elapsed time.Duration
+	rssKiB  int64
+	cpu     time.Duration // user+system CPU of the measured process
+	broker  time.Duration // user+system CPU of the broker process (walhook runs)
+	counted float64       // walhook's own row counter, to cross-check the workload
+}
+
+func run(ctx context.Context, o options) error {
+	if o.txnRows%20 != 0 || o.txnRows < 100 {
+		return fmt.Errorf("-txn must be a multiple of 20, at least 100")
+	}
+	txns := o.rows / o.txnRows
+	rows := txns * o.txnRows
+	work, err := os.MkdirTemp("", "cdcbench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		step("work directory " + work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	walhook := o.bin
+	if walhook == "" {
+		walhook = filepath.Join(work, "walhook")
+		step("building walhook")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", walhook, "github.com/walhook/walhook/cmd/walhook").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/walhook: %v\n%s", err, out)
+		}
+	}
+	recv, err := findRecvlogical()
+	if err != nil {
+		return err
+	}
+	step("starting PostgreSQL")
+	pg, err := embedpg.Start(ctx, embedpg.Options{Logger: zap.NewNop(), Settings: map[string]string{
+		"fsync": "off", "synchronous_commit": "off", "max_wal_size": "4GB", "checkpoint_timeout": "30min",
+	}})
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	url := pg.URL("postgres")
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.Background())
+	if err := prepare(ctx, db, o.runs, o.alt != ""); err != nil {
+		return err
+	}
+	step(fmt.Sprintf("generating %d row changes in %d transactions", rows, txns))
+	genStart := time.Now()
+	if err := generate(ctx, db, txns, o.txnRows); err != nil {
+		return err
+	}
+	var end string
+	if err := db.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
+		return err
+	}
+	var walBytes int64
+	_ = db.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'bench_recv_1'`, end).Scan(&walBytes)
+	step(fmt.Sprintf("generated in %v; end LSN %s, %.0f MiB of WAL", time.Since(genStart).Round(time.Millisecond), end, float64(walBytes)/(1<<20)))
+
+	var recvRes, whRes, altRes []result
+	for i := 1; i <= o.runs; i++ {
+		step(fmt.Sprintf("run %d/%d: pg_recvlogical", i, o.runs))
+		r, err := measureRecvlogical(ctx, recv, url, fmt.Sprintf("bench_recv_%d", i), end)
+		if err != nil {
+			return err
+		}
+		recvRes = append(recvRes, r)
+		step(fmt.Sprintf("  %v, %.0f rows/s, CPU %v", r.elapsed.Round(time.Millisecond), float64(rows)/r.elapsed.Seconds(), r.cpu.Round(time.Millisecond)))
+		step(fmt.Sprintf("run %d/%d: walhook cdc", i, o.runs))
+		r, err = measureWalhook(ctx, db, walhook, work, url, fmt.Sprintf("bench_walhook_%d", i), end, o)
+		if err != nil {
+			return err
+		}
+		whRes = append(whRes, r)
+		step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v (broker %v), walhook counted %.0f rows", r.elapsed.Round(time.Millisecond),
+			float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond), r.counted))
+		if r.counted != 0 && int(r.counted) != rows {
+			return fmt.Errorf("walhook counted %.0f row changes, the workload has %d", r.counted, rows)
+		}
+		if o.alt != "" {
+			step(fmt.Sprintf("run %d/%d: alternative walhook %s", i, o.runs, o.alt))
+			r, err = measureWalhook(ctx, db, o.alt, work, url, fmt.Sprintf("bench_alt_%d", i), end, o)
+			if err != nil {
+				return err
+			}
+			altRes = append(altRes, r)
+			step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v (broker %v)", r.elapsed.Round(time.Millisecond),
+				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond)))
+		}
+	}
+	report(rows, o.txnRows, recvRes, whRes)
+	if len(altRes) > 0 {
+		fmt.Printf("alternative binary %s:\n", o.alt)
+		report(rows, o.txnRows, recvRes, altRes)
+	}
+	return nil
+}
+
+func step(s string) { fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), s) }
+
+// report prints the best run of each tool and the ratio of those, then every run.
+func report(rows, txnRows int, recv, wh []result) {
+	best := func(rs []result) result {
+		return slices.MinFunc(rs, func(a, b result) int { return int(a.elapsed - b.elapsed) })
+	}
+	rb, wb := best(recv), best(wh)
+	rate := func(r result) float64 { return float64(rows) / r.elapsed.Seconds() }
+	var peak int64
+	for _, r := range wh {
+		peak = max(peak, r.rssKiB)
+	}
+	fmt.Printf("CDC benchmark: %d row changes in %d-row transactions, %d CPUs, %s\n", rows, txnRows, runtime.NumCPU(), runtime.Version())
+	fmt.Printf("  pg_recvlogical (pgoutput -> /dev/null)  %9.0f rows/s  (best of %d)\n", rate(rb), len(recv))
+	fmt.Printf("  walhook cdc (-> kfake, separate procs)  %9.0f rows/s  (best of %d)\n", rate(wb), len(wh))
+	fmt.Printf("  ratio walhook / pg_recvlogical          %9.2f        (target >= 0.80)\n", rate(wb)/rate(rb))
+	fmt.Printf("  walhook peak RSS                        %9.0f MiB    (target < 256)\n", float64(peak)/1024)
+	for i := range recv {
+		fmt.Printf("  run %d: pg_recvlogical %.0f rows/s (CPU %.1fs); walhook %.0f rows/s (CPU %.1fs, broker CPU %.1fs); ratio %.2f; RSS %.0f MiB\n", i+1,
+			rate(recv[i]), recv[i].cpu.Seconds(), rate(wh[i]), wh[i].cpu.Seconds(), wh[i].broker.Seconds(), rate(wh[i])/rate(recv[i]), float64(wh[i].rssKiB)/1024)
+	}
+}
+
+func findRecvlogical() (string, error) {
+	if p, err := exec.LookPath("pg_recvlogical"); err == nil {
+		return p, nil
+	}
+	dir, err := embedpg.FindBinaries()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "pg_recvlogical")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("pg_recvlogical not found on PATH nor in %s: install the PostgreSQL client tools", dir)
+	}
+	return p, nil
+}
+
+// prepare applies the demo schema, seeds the rows the workload updates, sets the replica
+// identity walhook would set, then creates the publication and every slot before any of the
+// workload is written, so every reader decodes the same WAL.
+func prepare(ctx context.Context, db *pgx.Conn, runs int, alt bool) error {
+	stmts := []string{
+		demo.SchemaSQL,
+		`INSERT INTO session.instance (id, status, tenant_id) VALUES (1, 'COMPLETED', 't1')`,
+		`INSERT INTO incident.instance (id, status, severity, start_time, session_instance_id, tenant_id)
+			SELECT g, 'TRIGGERED', 'LOW', now(), 1, 't1' FROM generate_series(1, 1000) g`,
+		`ALTER TABLE incident.timeline REPLICA IDENTITY FULL`,
+		`CREATE PUBLICATION walhook FOR TABLE incident.instance, incident.timeline, session.instance`,
+	}
+	for _, s := range stmts {
+		if _, err := db.Exec(ctx, s); err != nil {
+			return fmt.Errorf("prepare: %.60q: %w", s, err)
+		}
+	}
+	kinds := []string{"bench_recv_", "bench_walhook_"}
+	if alt {
+		kinds = append(kinds, "bench_alt_")
+	}
+	for i := 1; i <= runs; i++ {
+		for _, s := range kinds {
+			if _, err := db.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s+strconv.Itoa(i)); err != nil {
+				return fmt.Errorf("create slot: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// generate writes txns transactions of txnRows row changes each, as pgoutput counts them: per
+// 1000 changes, 50 incident inserts (roots), 425 timeline inserts (subordinates) each of which
+// updates its incident through the demo trigger (425 more changes), and 100 incident updates.
+func generate(ctx context.Context, db *pgx.Conn, txns, txnRows int) error {
+	roots, subs := txnRows/20, txnRows*17/40
+	upd := txnRows - roots - 2*subs
+	next := 2000
+	for i := 0; i < txns; i++ {
+		base := next
+		next += roots
+		lo := 1 + (i*upd)%(1000-upd)
+		sql := fmt.Sprintf(`BEGIN;
+INSERT INTO incident.instance (id, name, description, status, severity, start_time, session_instance_id, tenant_id)
+	SELECT %[1]d + g, 'incident ' || g, 'generated by the walhook CDC benchmark', 'TRIGGERED', 'HIGH', now(), 1, 't1'
+	FROM generate_series(1, %[2]d) g;
+INSERT INTO incident.timeline (incident_instance_id, action, description, tenant_id)
+	SELECT %[1]d + 1 + g %% %[2]d, 'COMMENTED', 'timeline row ' || g || ' of a benchmark transaction, padded to about 150 bytes', 't1'
+	FROM generate_series(1, %[3]d) g;
+UPDATE incident.instance SET status = 'RESOLVED', resolution_notes = 'resolved by the benchmark, txn %[6]d'
+	WHERE id BETWEEN %[4]d AND %[5]d;
+COMMIT;`, base, roots, subs, lo, lo+upd-1, i)
+		if _, err := db.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("workload transaction %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// measureRecvlogical times pg_recvlogical from start until it exits at endpos.
+func measureRecvlogical(ctx context.Context, bin, url, slot, end string) (result, error) {
+	cmd := exec.CommandContext(ctx, bin, "-d", url, "--slot", slot, "--start", "--no-loop",
+		"-P", "pgoutput", "-o", "proto_version=2", "-o", "publication_names=walhook", "-o", "messages=true", "-o", "streaming=on",
+		"--endpos", end, "-f", "/dev/null")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("pg_recvlogical: %v: %s", err, stderr.String())
+	}
+	return result{elapsed: time.Since(start), rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState)}, nil
+}
+
+func cpuTime(ps *os.ProcessState) time.Duration { return ps.UserTime() + ps.SystemTime() }
+
+func maxrss(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return int64(ru.Maxrss)
+	}
+	return 0
+}
+
+// measureWalhook starts a broker process, then `walhook cdc`, and times walhook from its start
+// until the slot's confirmed_flush_lsn reaches end; then it stops both.
+func measureWalhook(ctx context.Context, db *pgx.Conn, bin, work, url, slot, end string, o options) (result, error) {
+	broker, brokers, err := startBroker(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	brokerStopped := false
+	defer func() {
+		if !brokerStopped {
+			stopProcess(broker)
+		}
+	}()
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	cfgPath := filepath.Join(work, slot+".yaml")
+	cfg := fmt.Sprintf(`postgres:
+  url: %q
+  slot: %s
+  publication: walhook
+kafka:
+  brokers: [%q]
+  topic_prefix: "bench."
+cdc:
+  spill_dir: %q
+  status_interval: 100ms
+http:
+  listen: %q
+log:
+  level: %s
+%s`, url, slot, brokers, filepath.Join(work, "spill-"+slot), httpAddr, o.logLevel, demo.ModelYAML)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return result{}, err
+	}
+	cmd := exec.Command(bin, "cdc", "--config", cfgPath)
+	logPath := filepath.Join(work, slot+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return result{}, err
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = os.Environ()
+	if o.compression != "" {
+		cmd.Env = append(cmd.Env, "WALHOOK_CDC_COMPRESSION="+o.compression)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var elapsed time.Duration
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for elapsed == 0 {
+		select {
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-exited
+			return result{}, ctx.Err()
+		case err := <-exited:
+			return result{}, fmt.Errorf("walhook cdc exited early (%v); log %s:\n%s", err, logPath, tail(logPath))
+		case <-tick.C:
+		}
+		var done bool
+		err := db.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, slot, end).Scan(&done)
+		if err != nil {
+			return result{}, err
+		}
+		if done {
+			elapsed = time.Since(start)
+		}
+		if time.Since(start) > 30*time.Minute {
+			_ = cmd.Process.Kill()
+			<-exited
+			return result{}, fmt.Errorf("walhook cdc did not reach %s in 30 minutes; log %s", end, logPath)
+		}
+	}
+	counted := scrapeRows("http://" + httpAddr + "/metrics")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	stopProcess(broker)
+	brokerStopped = true
+	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState),
+		broker: cpuTime(broker.ProcessState), counted: counted}, nil
+}
+
+// scrapeRows reads walhook_cdc_rows_total from walhook's /metrics (0 when unavailable).
+func scrapeRows(url string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "walhook_cdc_rows_total") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startBroker re-executes this binary as the broker process and reads its address.
+func startBroker(ctx context.Context) (*exec.Cmd, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), roleEnv+"=kfake")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stopProcess(cmd)
+		return nil, "", fmt.Errorf("broker process: %w", err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return cmd, strings.TrimSpace(line), nil
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// serveKfake is the broker process: kfake over TCP until SIGTERM.
+func serveKfake() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := embedkafka.Start(ctx, embedkafka.Options{RegistryPort: -1})
+	if err != nil {
+		return err
+	}
+	fmt.Println(st.Brokers()[0])
+	<-ctx.Done()
+	return errors.Join(st.Close())
+}
