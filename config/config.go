@@ -221,6 +221,12 @@ type Deliver struct {
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// RotationGrace is how long the previous secret keeps signing after rotate-secret. Default 24h.
 	RotationGrace time.Duration `yaml:"rotation_grace"`
+	// SessionTimeout is how long the consumer group waits for a silent member (a killed or
+	// partitioned deliver process) before it hands that member's partitions to the others. It is
+	// also the rebalance timeout (how long a live member may take to rejoin); members heartbeat
+	// every tenth of it. Between 6s and 5m on a default broker (group.min/max.session.timeout.ms).
+	// Default 10s.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 }
 
 // Compliance settings of the compliance sink (package sinks/compliance): every snapshot version

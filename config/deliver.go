@@ -26,6 +26,7 @@ const (
 	DefaultDeliverMaxPending      = 10000
 	DefaultDeliverReloadInterval  = 30 * time.Second
 	DefaultDeliverRotationGrace   = 24 * time.Hour
+	DefaultDeliverSessionTimeout  = 10 * time.Second
 	webhookTopicInfix             = "webhook."
 	maxRetryScheduleLen           = 100
 	minRetryTier                  = time.Second
@@ -75,6 +76,7 @@ func (d *Deliver) SetDefaults() {
 	setInt(&d.MaxPending, DefaultDeliverMaxPending)
 	setDuration(&d.ReloadInterval, DefaultDeliverReloadInterval)
 	setDuration(&d.RotationGrace, DefaultDeliverRotationGrace)
+	setDuration(&d.SessionTimeout, DefaultDeliverSessionTimeout)
 }
 
 func setDuration(d *time.Duration, def time.Duration) {
@@ -120,6 +122,7 @@ func (v *checker) deliver(d *Deliver) {
 		{"deliver.circuit_cooldown", d.CircuitCooldown, DefaultCircuitCooldown},
 		{"deliver.reload_interval", d.ReloadInterval, DefaultDeliverReloadInterval},
 		{"deliver.rotation_grace", d.RotationGrace, DefaultDeliverRotationGrace},
+		{"deliver.session_timeout", d.SessionTimeout, DefaultDeliverSessionTimeout},
 	}
 	for _, p := range positive {
 		if p.val <= 0 {

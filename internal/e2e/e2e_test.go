@@ -37,7 +37,8 @@ const (
 	// envKill names the stages the nemesis kills: "all", or a comma-separated list of cdc,
 	// bubbleup-1, bubbleup-2, deliver, comply. Default: all with WALHOOK_E2E_DURATION set, cdc
 	// alone in the short variant, because a SIGKILLed consumer-group member stalls its group for
-	// the session timeout (45 s, not configurable in walhook), which the short budget cannot hold.
+	// the session or rebalance timeout: deliver.session_timeout (10 s) for deliver, franz-go's
+	// 45 s / 60 s still for bubbleup and comply, which the short budget cannot hold.
 	envKill = "WALHOOK_E2E_KILL"
 )
 

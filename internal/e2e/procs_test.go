@@ -41,7 +41,12 @@ func newProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 		// remove stay inside the test's directory.
 		env: append(os.Environ(), "WALHOOK_HTTP_LISTEN=127.0.0.1:0", "TMPDIR="+tmp),
 	}
-	t.Cleanup(p.kill)
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() { // the run's directory is removed after the test: keep the end of the story
+			t.Logf("%s log (tail):\n%s", p.name, p.logTail(40))
+		}
+	})
 	return p
 }
 

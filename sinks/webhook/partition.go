@@ -50,21 +50,22 @@ const (
 
 // partition is one assigned partition. Its goroutine (run) owns recs, pending, chains and the
 // paused flag, and is the only writer of committable: the commit watermark, the offset below
-// which every task is finished. Other goroutines reach it only through in and post.
+// which every task is finished. Other goroutines reach it only through give and post, which
+// never block.
 type partition struct {
 	s     *Sink
 	topic string
 	id    int32
 	kind  topicKind
-	in    chan []*kgo.Record
 	done  chan struct{} // closed when run returns
 	stop  context.CancelFunc
 
 	committable atomic.Int64 // -1 until the first record is finished
 
 	mu     sync.Mutex
-	events []event       // guarded by mu
-	wake   chan struct{} // capacity 1: events were posted
+	inbox  [][]*kgo.Record // guarded by mu; fetched records not yet handled
+	events []event         // guarded by mu
+	wake   chan struct{}   // capacity 1: records were given or events posted
 
 	// Owned by run.
 	recs    []*recState
@@ -75,7 +76,7 @@ type partition struct {
 }
 
 func newPartition(s *Sink, topic string, id int32) *partition {
-	p := &partition{s: s, topic: topic, id: id, kind: s.topicKind(topic), in: make(chan []*kgo.Record, 4),
+	p := &partition{s: s, topic: topic, id: id, kind: s.topicKind(topic),
 		done: make(chan struct{}), wake: make(chan struct{}, 1), chains: map[chainKey]*chain{}, held: map[*task]struct{}{}}
 	p.committable.Store(-1)
 	return p
@@ -93,12 +94,25 @@ func (p *partition) post(ev event) {
 	}
 }
 
-func (p *partition) takeEvents() []event {
+// give queues fetched records for the partition without ever blocking (the poll loop holds
+// the group's rebalance until it has handed out a poll's records: see pollLoop).
+func (p *partition) give(recs []*kgo.Record) {
+	p.mu.Lock()
+	p.inbox = append(p.inbox, recs)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeWork returns the queued records and events.
+func (p *partition) takeWork() ([][]*kgo.Record, []event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	evs := p.events
-	p.events = nil
-	return evs
+	in, evs := p.inbox, p.events
+	p.inbox, p.events = nil, nil
+	return in, evs
 }
 
 func (p *partition) run(ctx context.Context) {
@@ -108,12 +122,17 @@ func (p *partition) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case recs := <-p.in:
-			for _, r := range recs {
-				p.handle(ctx, r)
-			}
 		case <-p.wake:
-			for _, ev := range p.takeEvents() {
+			in, evs := p.takeWork()
+			for _, recs := range in {
+				for _, r := range recs {
+					if ctx.Err() != nil {
+						return // revoked or stopping: the rest is the next owner's
+					}
+					p.handle(ctx, r)
+				}
+			}
+			for _, ev := range evs {
 				p.onEvent(ev)
 			}
 		}
@@ -130,11 +149,15 @@ func (p *partition) cleanup() {
 	}
 }
 
-// handle turns one record into tasks and starts them.
+// handle turns one record into tasks and starts them. A record whose decoding was cut short by
+// the partition stopping is not recorded, so the watermark never passes it.
 func (p *partition) handle(ctx context.Context, r *kgo.Record) {
+	tasks := p.decode(ctx, r)
+	if ctx.Err() != nil {
+		return
+	}
 	rs := &recState{offset: r.Offset}
 	p.recs = append(p.recs, rs)
-	tasks := p.decode(ctx, r)
 	rs.remaining = len(tasks)
 	p.pending += len(tasks)
 	for _, t := range tasks {
@@ -156,6 +179,9 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 	switch p.kind {
 	case kindSnapshot:
 		snap, err := p.s.decodeSnapshot(ctx, r)
+		if err != nil && ctx.Err() != nil {
+			return nil // stopping: not undecodable, handle drops it unrecorded
+		}
 		if err != nil {
 			p.s.log.Error("webhook: undecodable snapshot record skipped", zap.String("topic", r.Topic),
 				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))

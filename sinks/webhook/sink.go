@@ -206,7 +206,8 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 
 	stop(nil)
 	s.workers.Wait()
-	s.stopPartitions(s.takeAll(), true)
+	s.stopPartitions(s.takeAll(), true, 10*time.Second)
+	s.partsWG.Wait()
 	bg.Wait()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
@@ -237,6 +238,15 @@ func (s *Sink) connectKafka(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(500*time.Millisecond),
+		// A SIGKILLed member never leaves: the group waits for its session to expire before it
+		// hands its partitions on, and removes a member that was killed inside JoinGroup only at
+		// the rebalance timeout. franz-go's 45 s and 60 s (which every new join restarts on
+		// kfake) kept a group rebalancing for minutes under repeated kills. Both are
+		// deliver.session_timeout; the sink rejoins within it because pollLoop never blocks
+		// and revoked is bounded by revokeBudget.
+		kgo.SessionTimeout(s.cfg.Deliver.SessionTimeout),
+		kgo.RebalanceTimeout(s.cfg.Deliver.SessionTimeout),
+		kgo.HeartbeatInterval(s.cfg.Deliver.SessionTimeout/10),
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.lost),
 	)
@@ -257,6 +267,13 @@ func (s *Sink) defaultRegistry() (avro.Registry, error) {
 }
 
 // pollLoop polls and hands each partition's records to its goroutine, until ctx is done.
+//
+// It must never wait between PollRecords and AllowRebalance: BlockRebalanceOnPoll holds the
+// group's rebalance (and our heartbeat-driven rejoin) until AllowRebalance, so a poll loop
+// blocked on a backed-up partition keeps the whole group from rebalancing past the rebalance
+// timeout. Records are therefore queued in the partition's inbox without blocking; a partition
+// with deliver.max_pending unfinished deliveries pauses its own fetching (advance), so the
+// inbox holds at most what was fetched before the pause took effect.
 func (s *Sink) pollLoop(ctx context.Context) {
 	for {
 		fs := s.cl.PollRecords(ctx, 4096)
@@ -273,11 +290,7 @@ func (s *Sink) pollLoop(ctx context.Context) {
 			if len(f.Records) == 0 {
 				return
 			}
-			p := s.partition(f.Topic, f.Partition)
-			select {
-			case p.in <- f.Records:
-			case <-ctx.Done():
-			}
+			s.partition(f.Topic, f.Partition).give(f.Records)
 		})
 		s.cl.AllowRebalance()
 	}
@@ -327,12 +340,18 @@ func (s *Sink) takeAll() []*partition {
 // stopPartitions stops the partitions' goroutines and, when commit is set, commits their final
 // watermarks. Tasks still in flight finish into closed partitions and are ignored: they are
 // redone by the partitions' next owner.
-func (s *Sink) stopPartitions(ps []*partition, commit bool) {
+//
+// It waits for the goroutines at most wait, then commits anyway: a partition's committable only
+// ever covers finished tasks, so committing it while its goroutine is still winding down (stuck
+// in a produce, say) is safe, and a rebalance callback must not outlast the rebalance timeout.
+// A goroutine not stopped yet is still waited for by Run, through partsWG.
+func (s *Sink) stopPartitions(ps []*partition, commit bool, wait time.Duration) {
 	for _, p := range ps {
 		p.stop()
 	}
-	for _, p := range ps {
-		<-p.done
+	if !waitStopped(ps, wait) {
+		s.log.Warn("webhook: partition goroutines still stopping at the end of their budget; committing their watermarks anyway",
+			zap.Duration("budget", wait))
 	}
 	if !commit {
 		return
@@ -349,7 +368,7 @@ func (s *Sink) stopPartitions(ps []*partition, commit bool) {
 	if len(offsets) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
@@ -358,12 +377,32 @@ func (s *Sink) stopPartitions(ps []*partition, commit bool) {
 	})
 }
 
+// revokeBudget bounds each half of a rebalance callback (stopping the partitions, committing
+// their watermarks), so that the member rejoins within the rebalance timeout
+// (deliver.session_timeout) and is not expelled for being slow.
+func (s *Sink) revokeBudget() time.Duration { return s.cfg.Deliver.SessionTimeout / 3 }
+
+// waitStopped waits until every partition's goroutine has returned, at most wait; it reports
+// whether they all did.
+func waitStopped(ps []*partition, wait time.Duration) bool {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for _, p := range ps {
+		select {
+		case <-p.done:
+		case <-deadline.C:
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Sink) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	s.stopPartitions(s.take(lost), true)
+	s.stopPartitions(s.take(lost), true, s.revokeBudget())
 }
 
 func (s *Sink) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	s.stopPartitions(s.take(lost), false)
+	s.stopPartitions(s.take(lost), false, s.revokeBudget())
 }
 
 // commitLoop commits the watermarks the partitions published, every commitInterval.

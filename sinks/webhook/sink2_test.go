@@ -169,6 +169,14 @@ func (e *expectation) check(rcv *webhooktest.Receiver) error {
 func randomMix(t testing.TB, h *harness, rcv *webhooktest.Receiver, n int) *expectation {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("random mix seed %d", seed)
+	e, snaps := planMix(t, h, rcv, n, seed)
+	h.produce(snaps...)
+	return e
+}
+
+// planMix is randomMix without the produce: the subscriptions are made, the snapshots
+// returned in production order.
+func planMix(t testing.TB, h *harness, rcv *webhooktest.Receiver, n int, seed uint64) (*expectation, []avro.Snapshot) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	tenants := []string{"t1", "t2", "t3", "t4", "t5"}
 	events := []string{"incident_instance_created", "incident_instance_updated"}
@@ -197,8 +205,7 @@ func randomMix(t testing.TB, h *harness, rcv *webhooktest.Receiver, n int) *expe
 			}
 		}
 	}
-	h.produce(snaps...)
-	return e
+	return e, snaps
 }
 
 func testIsolation(t *testing.T, s *servers) {
