@@ -75,12 +75,58 @@
 // so a crash between the Kafka commit and the Pebble write loses nothing. A change or TxnEnd whose
 // commit LSN is at or below the root's applied LSN is a replay and is skipped.
 //
+// Latency (docs/benchmarks.md "Bubble-up transaction latency"): each partition's records are
+// produced as soon as its worker is done; the loop flushes before it decides to commit (kgo
+// commits whatever succeeded when asked to, so the decision waits for every promise); the Pebble
+// write after a commit is posted to the worker and overlaps the next poll (a failed write fails
+// the worker's next batch); Pebble runs without a WAL (restore rebuilds every assigned range); a
+// worker keeps up to stateCacheRoots committed states decoded (a transaction works on a clone);
+// and a poll that took a fetch buffered during a long transaction waits up to 5 ms for the fresh
+// fetch, so what arrived meanwhile rides in this transaction rather than the next.
+//
 // # References
 //
 // One goroutine reads every reference topic from its start (no group, read_committed) into a
 // local table and tracks the watermark of each partition. A snapshot of a root with references
 // waits until every partition of each referenced topic has a watermark at or above the snapshot's
 // commit LSN.
+//
+// # Re-emission on reference change
+//
+// With reemit: true on a reference (config.Reference.Reemit, default off), a source transaction
+// that changes a referenced row re-emits every root pointing at it: one updated snapshot, version
+// n+1, commit LSN and time of that transaction, with the new projection (reemit.go).
+//
+//   - Every member's reference reader logs the changes (not reads) of the tables some reference
+//     re-emits on: per row its newest commit LSN, like the compacted topic it rebuilds from.
+//   - Each partition keeps in Pebble an index ('R', root index, partition, reference, referenced
+//     key, NUL, root key), written at commit from the difference between a root's reference keys
+//     when the transaction loaded it and after; a gone, soft-deleted or partial root points
+//     nowhere. Restore rebuilds the index from the restored state.
+//   - Each partition keeps the LSN up to which it handled reference changes: in the changelog
+//     (key "<event_prefix>\x00\x00reemit", 8 bytes, written in the transaction that re-emitted)
+//     and in Pebble ('M', root index, partition). A restart or the next owner after a rebalance
+//     continues from it: nothing repeats, nothing is skipped.
+//   - Changes are handled in LSN order, interleaved with the partition's own records. Before the
+//     first record of a newer source transaction (LSN P) the worker waits until the reference
+//     tables' low watermark reaches P, then handles the changes below P; at the end of a batch, if
+//     changes are left, it handles them up to the low watermark once the partition is consumed to
+//     the end offset the broker reports after that watermark was read. A change at L is thus
+//     handled after every record of the partition at or below L and before any above it.
+//   - A root is re-emitted for a change at L unless its applied LSN is at or above L (its own
+//     TxnEnd of the same transaction emitted the one version, with the new reference), it has an
+//     open source transaction (its TxnEnd will show the new reference), or it no longer points at
+//     the row. Re-emitting sets its applied LSN to L.
+//   - The loop's poll also wakes when a low watermark passes a logged change, so an idle stage
+//     re-emits; partitions that own roots but got no records take part in that transaction (the
+//     loop tracks assignments for this).
+//
+// Limits: a row changed twice before a partition handled the first change re-emits its roots once
+// (the newest change; the payload shows the row as it is now either way). Turning reemit on for a
+// stage that ran without it re-emits, once, the roots whose last version predates their row's
+// newest change. The idle rule trusts that the cdc stage's change-topic records of a transaction
+// are readable once its reference watermark is: it produces them first, but to other partitions;
+// a producer retry that delays only them would give that root's transaction a second version.
 //
 // # Goroutines
 //

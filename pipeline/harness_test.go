@@ -25,7 +25,7 @@ import (
 
 // testConfig is a config for env with a unique topic prefix and the given model YAML (a document
 // with a model: section).
-func testConfig(t *testing.T, env *kafkatest.Env, modelYAML string) *config.Config {
+func testConfig(t testing.TB, env *kafkatest.Env, modelYAML string) *config.Config {
 	t.Helper()
 	var doc struct {
 		Model config.Model `yaml:"model"`
@@ -41,7 +41,7 @@ func testConfig(t *testing.T, env *kafkatest.Env, modelYAML string) *config.Conf
 	return cfg
 }
 
-func testRegistry(t *testing.T, env *kafkatest.Env) avro.Registry {
+func testRegistry(t testing.TB, env *kafkatest.Env) avro.Registry {
 	t.Helper()
 	cl, err := sr.NewClient(sr.URLs(env.RegistryURL))
 	if err != nil {
@@ -51,7 +51,7 @@ func testRegistry(t *testing.T, env *kafkatest.Env) avro.Registry {
 }
 
 // runStage starts a stage and returns a stop function that cancels it and returns Run's error.
-func runStage(t *testing.T, cfg *config.Config, reg avro.Registry, opts ...Option) (stop func() error) {
+func runStage(t testing.TB, cfg *config.Config, reg avro.Registry, opts ...Option) (stop func() error) {
 	t.Helper()
 	base := []Option{WithRegistry(reg)}
 	if os.Getenv("WALHOOK_TEST_LOG") != "" {
@@ -93,7 +93,7 @@ type col struct{ name, typ string }
 // fakeCDC writes change records, TxnEnd markers and watermarks the way the cdc stage does, so the
 // stage can be driven without PostgreSQL.
 type fakeCDC struct {
-	t       *testing.T
+	t       testing.TB
 	cfg     *config.Config
 	cl      *kgo.Client
 	reg     avro.Registry
@@ -103,7 +103,7 @@ type fakeCDC struct {
 	xid     uint32
 }
 
-func newFakeCDC(t *testing.T, env *kafkatest.Env, cfg *config.Config, reg avro.Registry, tables map[string][]col) *fakeCDC {
+func newFakeCDC(t testing.TB, env *kafkatest.Env, cfg *config.Config, reg avro.Registry, tables map[string][]col) *fakeCDC {
 	f := &fakeCDC{t: t, cfg: cfg, reg: reg, schemas: map[string]*avro.ChangeSchema{}, roots: map[string]*config.Root{}, lsn: 0x1000000, xid: 700}
 	byKey := kgo.StickyKeyPartitioner(nil)
 	f.cl = kafkatest.Client(t, env, kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
@@ -287,7 +287,7 @@ func headers(kind, table, op string, lsn uint64) []kgo.RecordHeader {
 
 // snapshots reads the root's snapshot topic (read_committed) until it holds n records, and
 // decodes them.
-func snapshots(t *testing.T, env *kafkatest.Env, reg avro.Registry, topic string, n int) []avro.Snapshot {
+func snapshots(t testing.TB, env *kafkatest.Env, reg avro.Registry, topic string, n int) []avro.Snapshot {
 	t.Helper()
 	recs := kafkatest.ConsumeAll(t, env, topic, n, 60*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	out := make([]avro.Snapshot, 0, len(recs))
@@ -310,7 +310,7 @@ func snapshots(t *testing.T, env *kafkatest.Env, reg avro.Registry, topic string
 
 // checkVersions verifies that each root's versions are 1..n in order, with no gap or repeat, and
 // returns the last snapshot of each root.
-func checkVersions(t *testing.T, snaps []avro.Snapshot) map[string]avro.Snapshot {
+func checkVersions(t testing.TB, snaps []avro.Snapshot) map[string]avro.Snapshot {
 	t.Helper()
 	last := map[string]avro.Snapshot{}
 	for _, s := range snaps {

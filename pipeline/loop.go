@@ -30,12 +30,23 @@ func (s *Stage) loop(ctx context.Context) error {
 			w.stop()
 		}
 	}()
+	var polled time.Time // when the last poll returned, and kgo sent the next fetch
 	for {
-		fs := sess.PollRecords(ctx, s.cfg.BubbleUp.MaxPollRecords)
+		t0 := time.Now()
+		pctx, release := s.pollContext(ctx) // also ends when reference changes are due (reemit.go)
+		fs := sess.PollRecords(pctx, s.cfg.BubbleUp.MaxPollRecords)
+		release()
+		if n := fs.NumRecords(); n > 0 && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
+			fs = append(fs, s.pollFresh(ctx, sess, s.cfg.BubbleUp.MaxPollRecords-n)...)
+		}
+		polled = time.Now()
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return nil
 		}
 		fs.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return // the poll woke for due reference changes
+			}
 			s.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 		})
 		s.dropRevoked(workers)
@@ -49,6 +60,7 @@ func (s *Stage) loop(ctx context.Context) error {
 			last := p.Records[len(p.Records)-1].Offset
 			s.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
 		})
+		s.addReemitDue(workers, batches)
 		if len(batches) == 0 {
 			continue
 		}
@@ -61,12 +73,41 @@ func (s *Stage) loop(ctx context.Context) error {
 	}
 }
 
+// A poll that returns within staleFetchPoll took a fetch that was already buffered: kgo keeps
+// one fetch per broker and sends the next only when that one is taken, so the buffered fetch holds
+// what had arrived when the last poll returned. When that is staleFetchAge or more ago (the last
+// transaction was long), the loop waits up to freshPollWait for the fetch kgo sends at once, so
+// that what arrived during the last transaction rides in this one instead of the one after. A
+// poll that waited (an idle loop) or follows a short transaction adds no wait.
+const (
+	staleFetchPoll = time.Millisecond
+	staleFetchAge  = 10 * time.Millisecond
+	freshPollWait  = 5 * time.Millisecond
+)
+
+// pollFresh polls the fetch sent when the previous poll took a buffered one, for at most
+// freshPollWait. Its records join the same transaction: everything polled before End is
+// committed with it, as for one larger poll.
+func (s *Stage) pollFresh(ctx context.Context, sess *kgo.GroupTransactSession, maxRecords int) kgo.Fetches {
+	if maxRecords <= 0 {
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, freshPollWait)
+	defer cancel()
+	fs := sess.PollRecords(fctx, maxRecords)
+	if fs.NumRecords() == 0 && fctx.Err() != nil {
+		return nil // the wait ended (its error fetch is not a fetch error) or ctx is done
+	}
+	return fs
+}
+
 func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 	topics := make([]string, 0, len(s.roots))
 	for _, rm := range s.roots {
 		topics = append(topics, rm.changeTopic)
 	}
 	onRevoked := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		s.reemitRevoked(m)
 		s.revokedMu.Lock()
 		defer s.revokedMu.Unlock()
 		for t, ps := range m {
@@ -86,6 +127,7 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.RecordPartitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.OnPartitionsRevoked(onRevoked),
 		kgo.OnPartitionsLost(onRevoked),
+		kgo.OnPartitionsAssigned(s.reemitAssigned),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
@@ -124,7 +166,20 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 		}
 		involved[tp] = w
 	}
-	results := s.process(ctx, involved, batches)
+	// Each partition's records are produced as soon as its worker is done, so the produce
+	// requests overlap the other partitions' work.
+	var mu sync.Mutex
+	var produceErr error
+	produce := func(rec *kgo.Record) {
+		sess.Produce(ctx, rec, func(rec *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
+				mu.Unlock()
+			}
+		})
+	}
+	results := s.process(ctx, involved, batches, produce)
 	var procErr error
 	for _, r := range results {
 		procErr = errors.Join(procErr, r.err)
@@ -134,21 +189,19 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 		s.each(involved, (*partWorker).abort)
 		return fmt.Errorf("pipeline: %w", procErr)
 	}
-	var mu sync.Mutex
-	var produceErr error
-	for _, r := range results {
-		for _, rec := range r.out {
-			sess.Produce(ctx, rec, func(rec *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
-					mu.Unlock()
-				}
-			})
-		}
-	}
 	start := time.Now()
-	committed, err := sess.End(ctx, kgo.TransactionEndTry(produceErr == nil))
+	// Every promise must have run before deciding: kgo commits whatever succeeded when asked
+	// to, so a record that failed in End's own flush would be lost with its offsets committed.
+	// (End then has nothing left to flush; this costs no round trip.)
+	if err := sess.Client().Flush(ctx); err != nil {
+		_, _ = sess.End(ctx, kgo.TryAbort)
+		s.each(involved, (*partWorker).abort)
+		return fmt.Errorf("pipeline: flush transaction: %w", err)
+	}
+	mu.Lock()
+	tryCommit := produceErr == nil
+	mu.Unlock()
+	committed, err := sess.End(ctx, kgo.TransactionEndTry(tryCommit))
 	s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err == nil && produceErr != nil {
 		s.log.Warn("transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
@@ -161,16 +214,17 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 		}
 		return nil
 	}
-	var commitErr error
+	// The workers write their overlays to Pebble on their own goroutines while the loop polls
+	// the next batch; a worker's next batch runs after its write, and fails if the write did.
 	for _, w := range involved {
-		w.do(func() { commitErr = errors.Join(commitErr, w.commit()) })
+		w.post((*partWorker).commit)
 	}
 	for _, r := range results {
 		for et, n := range r.snaps {
 			s.metrics.snapshots.WithLabelValues(et).Add(float64(n))
 		}
 	}
-	return commitErr
+	return nil
 }
 
 // worker returns the partition's worker, starting it and restoring its state first when the
@@ -194,21 +248,25 @@ func (s *Stage) worker(ctx context.Context, workers map[topicPartition]*partWork
 	return w, nil
 }
 
-// process runs every worker's batch concurrently, each on its own worker goroutine, and waits.
-func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record) []batchResult {
+// process runs every worker's batch concurrently, each on its own worker goroutine, hands each
+// successful batch's records to produce as soon as that worker is done, and waits for all.
+func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record, produce func(*kgo.Record)) []batchResult {
 	results := make([]batchResult, 0, len(involved))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for tp, w := range involved {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			var r batchResult
 			w.do(func() { r = w.process(ctx, batches[tp]) })
+			if r.err == nil {
+				for _, rec := range r.out {
+					produce(rec)
+				}
+			}
 			mu.Lock()
 			results = append(results, r)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return results

@@ -28,16 +28,26 @@ type partWorker struct {
 	done chan struct{} // closed when the goroutine returned
 
 	// Owned by the worker goroutine.
-	overlay map[string]*rootState // roots changed in the open Kafka transaction
-	encoded map[string][]byte     // their encoded state, written to Pebble on commit
-	roots   int64                 // roots in the partition's state
+	overlay  map[string]*rootState // roots changed in the open Kafka transaction
+	encoded  map[string][]byte     // their encoded state, written to Pebble on commit
+	added    int64                 // roots of the overlay that Pebble does not hold yet
+	roots    int64                 // roots in the partition's state
+	writeErr error                 // a failed Pebble write after a Kafka commit: the state is stale
+	re       *reemitWorker         // nil when no reference of the root re-emits (reemit.go)
+	// cache holds the committed state of recently changed roots, decoded, so that a hot root is
+	// not read and decoded from Pebble again; at most stateCacheRoots entries. An entry is never
+	// changed: a transaction works on a clone in the overlay, and a commit replaces the entry.
+	cache map[string]*rootState
 }
+
+// stateCacheRoots bounds a partition worker's cache of decoded root states.
+const stateCacheRoots = 1024
 
 func (s *Stage) startWorker(rm *rootModel, partition int32) *partWorker {
 	w := &partWorker{
 		s: s, rm: rm, partition: partition, dec: newDecoder(s.reg),
 		log:  s.log.With(zap.String("root", rm.cfg.Table), zap.Int32("partition", partition)),
-		work: make(chan func()), done: make(chan struct{}),
+		work: make(chan func()), done: make(chan struct{}), cache: map[string]*rootState{},
 	}
 	go func() {
 		defer close(w.done)
@@ -55,11 +65,18 @@ func (w *partWorker) do(fn func()) {
 	<-ran
 }
 
-// stop ends the worker goroutine and waits for it. The overlay is dropped.
+// post queues fn to run on the worker goroutine after the work already queued, without waiting
+// for it.
+func (w *partWorker) post(fn func(*partWorker)) { w.work <- func() { fn(w) } }
+
+// stop ends the worker goroutine after the work queued and waits for it. The overlay is dropped.
 func (w *partWorker) stop() {
 	close(w.work)
-	<-w.done
+	<-w.done // the goroutine's last write happens before this receive
 	w.s.metrics.stateRoots.Sub(float64(w.roots))
+	if w.writeErr != nil {
+		w.log.Warn("local state write failed; the partition restores from the changelog on its next assignment", zap.Error(w.writeErr))
+	}
 }
 
 // batchResult is what applying one fetch batch of a partition gives the stage loop.
@@ -72,12 +89,21 @@ type batchResult struct {
 // process applies records (in offset order) to the overlay and returns the snapshot and changelog
 // records to produce in the open Kafka transaction. Nothing reaches Pebble until commit.
 func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResult {
+	if w.writeErr != nil {
+		// The last committed transaction is in Kafka but not in Pebble: applying more on top
+		// would build versions from stale state. Fail; a restart restores from the changelog.
+		return batchResult{err: w.writeErr}
+	}
 	if w.overlay == nil {
 		w.overlay, w.encoded = map[string]*rootState{}, map[string][]byte{}
 	}
 	var out []*kgo.Record
 	snaps := map[string]int{}
 	for _, rec := range recs {
+		var err error
+		if out, err = w.reemitBefore(ctx, rec, out, snaps); err != nil {
+			return batchResult{err: fmt.Errorf("root %s partition %d offset %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, rec.Offset, err)}
+		}
 		snap, err := w.apply(ctx, rec)
 		if err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d key %q: %w", w.rm.cfg.Table, w.partition, rec.Offset, rec.Key, err)}
@@ -86,6 +112,10 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 			out = append(out, snap)
 			snaps[header(snap, headerEventType)]++
 		}
+	}
+	out, err := w.reemit(ctx, out, snaps)
+	if err != nil {
+		return batchResult{err: fmt.Errorf("root %s partition %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, err)}
 	}
 	for key, st := range w.overlay {
 		b, err := encodeState(st)
@@ -142,6 +172,12 @@ func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, sn
 	if err := w.s.refs.wait(ctx, w.refTables(), end.CommitLSN); err != nil {
 		return nil, fmt.Errorf("snapshot v%d at LSN %s: %w", st.Version, lsnText(end.CommitLSN), err)
 	}
+	return w.emit(ctx, key, st, o.verb, end.CommitLSN, end.CommitTime)
+}
+
+// emit builds the snapshot record of st, whose version is already set, for the source
+// transaction committed at lsn.
+func (w *partWorker) emit(ctx context.Context, key string, st *rootState, verb avro.Verb, lsn uint64, at time.Time) (*kgo.Record, error) {
 	bare := payloadBuilder{rm: w.rm, refs: w.s.refs.get}.build(key, st)
 	payload := bare
 	if w.rm.cfg.SnapshotForm == "old_new" {
@@ -150,8 +186,8 @@ func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, sn
 	}
 	snap := avro.Snapshot{
 		RootType: w.rm.cfg.Table, EventPrefix: w.rm.cfg.EventPrefix, Key: key,
-		Tenant: keyText(st.Root.mustGet(w.rm.cfg.TenantColumn)), EventType: w.rm.eventType(o.verb),
-		Verb: o.verb, Version: st.Version, CommitLSN: end.CommitLSN, CommitTime: end.CommitTime, Payload: payload,
+		Tenant: keyText(st.Root.mustGet(w.rm.cfg.TenantColumn)), EventType: w.rm.eventType(verb),
+		Verb: verb, Version: st.Version, CommitLSN: lsn, CommitTime: at, Payload: payload,
 	}
 	if snap.Tenant == "null" {
 		snap.Tenant = ""
@@ -167,61 +203,81 @@ func (w *partWorker) refTables() []string {
 	return out
 }
 
-// state returns the root's state for the open transaction: the overlay's, else Pebble's, else a
-// new one. It is added to the overlay.
+// state returns the root's state for the open transaction: the overlay's, else a copy of the
+// committed one (committedState). It is added to the overlay.
 func (w *partWorker) state(key string) (*rootState, error) {
 	if st, ok := w.overlay[key]; ok {
 		return st, nil
 	}
-	st := &rootState{}
-	v, closer, err := w.s.db.Get(stateKey(w.rm.index, w.partition, key))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("read state: %w", err)
-	default:
-		st, err = decodeState(v)
-		closer.Close()
-		if err != nil {
-			return nil, err
-		}
+	st, err := w.committedState(key)
+	if err != nil {
+		return nil, err
 	}
 	w.overlay[key] = st
+	w.noteRefs(key, st)
 	return st, nil
 }
 
-// commit makes the overlay durable locally after the Kafka transaction committed.
-func (w *partWorker) commit() error {
-	if len(w.encoded) == 0 {
-		w.overlay, w.encoded = nil, nil
-		return nil
+// committedState returns a copy of the root's committed state that the open transaction may
+// change: from the cache, else Pebble, else a new one.
+func (w *partWorker) committedState(key string) (*rootState, error) {
+	if st, ok := w.cache[key]; ok {
+		return st.clone(), nil
+	}
+	v, closer, err := w.s.db.Get(stateKey(w.rm.index, w.partition, key))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		w.added++
+		return &rootState{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	defer closer.Close()
+	return decodeState(v)
+}
+
+// commit writes the overlay to Pebble after the Kafka transaction committed. It runs posted
+// (the loop does not wait); a failure is kept in writeErr and fails the worker's next batch.
+func (w *partWorker) commit() {
+	if err := w.commitReemit(); err != nil && w.writeErr == nil {
+		w.writeErr = err
+	}
+	overlay, encoded, added := w.overlay, w.encoded, w.added
+	w.overlay, w.encoded, w.added = nil, nil, 0
+	if len(encoded) == 0 || w.writeErr != nil {
+		return
 	}
 	b := w.s.db.NewBatch()
 	defer b.Close()
-	var added int64
-	for key, v := range w.encoded {
-		k := stateKey(w.rm.index, w.partition, key)
-		if _, closer, err := w.s.db.Get(k); err == nil {
-			closer.Close()
-		} else {
-			added++
-		}
-		if err := b.Set(k, v, nil); err != nil {
-			return err
+	for key, v := range encoded {
+		if err := b.Set(stateKey(w.rm.index, w.partition, key), v, nil); err != nil {
+			w.writeErr = fmt.Errorf("root %s partition %d: write state: %w", w.rm.cfg.Table, w.partition, err)
+			return
 		}
 	}
-	w.overlay, w.encoded = nil, nil
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("root %s partition %d: write state: %w", w.rm.cfg.Table, w.partition, err)
+		w.writeErr = fmt.Errorf("root %s partition %d: write state: %w", w.rm.cfg.Table, w.partition, err)
+		return
 	}
 	w.roots += added
 	w.s.metrics.stateRoots.Add(float64(added))
-	return nil
+	for key, st := range overlay {
+		if _, ok := w.cache[key]; !ok && len(w.cache) >= stateCacheRoots {
+			for old := range w.cache { // evict one entry, whichever the map yields first
+				delete(w.cache, old)
+				break
+			}
+		}
+		w.cache[key] = st
+	}
 }
 
 // abort drops the overlay: the Kafka transaction did not commit, and its input will be consumed
 // again from the committed offsets.
-func (w *partWorker) abort() { w.overlay, w.encoded = nil, nil }
+func (w *partWorker) abort() {
+	w.overlay, w.encoded, w.added = nil, nil, 0
+	w.abortReemit()
+}
 
 // snapshotRecord frames snap for the root's snapshot topic.
 func (s *Stage) snapshotRecord(ctx context.Context, rm *rootModel, snap avro.Snapshot) (*kgo.Record, error) {

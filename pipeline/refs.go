@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,12 +14,13 @@ import (
 // refTables is the local copy of every cross-service reference table, read in full from the
 // reference topics by one goroutine (refReader.run) and read by the partition workers.
 //
-// Lock order: mu is a leaf; nothing is called while holding it.
+// Lock order: mu, then re.mu (mark calls re.covered); nothing else is called while holding mu.
 type refTables struct {
 	mu      sync.Mutex
 	rows    map[string]map[string]*row // table → key text → row; guarded by mu
 	marks   map[string][]uint64        // table → per-partition watermark LSN; guarded by mu
 	changed chan struct{}              // closed and replaced when a watermark advances; guarded by mu
+	re      *refChanges                // changes of tables that re-emit (reemit.go); nil for none; set before the reader starts
 }
 
 func newRefTables(partitions map[string]int) *refTables {
@@ -61,6 +63,7 @@ func (t *refTables) mark(table string, partition int32, lsn uint64) {
 		m[partition] = lsn
 		close(t.changed)
 		t.changed = make(chan struct{})
+		t.re.covered(table, slices.Min(m))
 	}
 }
 
@@ -145,6 +148,7 @@ func (r *refReader) apply(ctx context.Context, rec *kgo.Record) error {
 		r.refs.mark(table, rec.Partition, in.watermark.CommitLSN)
 	case kindChange:
 		c := in.change
+		r.refs.re.log(table, string(rec.Key), c)
 		if c.Op == opDelete || c.After == nil {
 			r.refs.put(table, string(rec.Key), nil)
 			return nil

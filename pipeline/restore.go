@@ -35,6 +35,9 @@ func (w *partWorker) restore(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := w.restoreReemit(); err != nil {
+		return err
+	}
 	n, err := w.countRoots(prefix)
 	if err != nil {
 		return err

@@ -37,6 +37,7 @@ type Stage struct {
 	changelog  string
 	connOpts   []kgo.Opt
 	metrics    *metrics
+	reemit     *stageReemit // nil when no reference re-emits (reemit.go)
 
 	// Set by Run before any worker starts; read-only afterwards.
 	db    *pebble.DB
@@ -92,6 +93,7 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	for _, rm := range s.roots {
 		s.byTopic[rm.changeTopic] = rm
 	}
+	s.reemit = newStageReemit(s.roots)
 	if s.snapSchema, err = avro.ParseSchema(avro.SnapshotSchema()); err != nil {
 		return nil, fmt.Errorf("pipeline: snapshot schema: %w", err)
 	}
@@ -144,6 +146,7 @@ func (s *Stage) Run(ctx context.Context) (err error) {
 	var wg sync.WaitGroup
 	var refErr error
 	s.refs = newRefTables(refParts)
+	s.refs.re = newRefChanges(s.reemitTables())
 	if len(refParts) > 0 {
 		rr, err := s.newRefReader(refParts)
 		if err != nil {
@@ -173,7 +176,10 @@ func (s *Stage) openState() (func() error, error) {
 		}
 		own = true
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{s.log.Sugar()}})
+	// No write-ahead log: every assignment drops a partition's range and restores it from the
+	// changelog (restore.go), so nothing written here is ever read after a restart, and a write
+	// needs to reach only the memtable.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{s.log.Sugar()}, DisableWAL: true})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: open state store in %s (bubbleup.state_dir): %w", dir, err)
 	}

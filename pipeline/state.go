@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"github.com/walhook/walhook/avro"
 )
@@ -83,6 +84,24 @@ type rootState struct {
 	// initial-snapshot chunk was read). Such a root emits nothing until the transaction end of
 	// its snapshot read (or the root row's insert or read) clears it.
 	Partial bool `json:"partial,omitempty"`
+}
+
+// clone copies s so that applying changes to the copy leaves s as it was. Rows are shared: once
+// built they are never changed (applyRow and rowFrom replace them); the maps and the pending
+// transaction are copied.
+func (s *rootState) clone() *rootState {
+	c := *s
+	if s.Subs != nil {
+		c.Subs = make(map[string]map[string]*row, len(s.Subs))
+		for t, rows := range s.Subs {
+			c.Subs[t] = maps.Clone(rows)
+		}
+	}
+	if s.Pending != nil {
+		p := *s.Pending
+		c.Pending = &p
+	}
+	return &c
 }
 
 // fresh reports whether nothing is known of the root yet.
