@@ -86,10 +86,10 @@ type running struct {
 	err    error
 }
 
-func (e *env) start(name string) *running {
+func (e *env) start(name string, opts ...Option) *running {
 	e.t.Helper()
 	log := zaptest.NewLogger(e.t, zaptest.Level(zap.InfoLevel)).Named(name)
-	s, err := New(e.cfg, WithLogger(log), WithRegisterer(prometheus.NewRegistry()))
+	s, err := New(e.cfg, append([]Option{WithLogger(log), WithRegisterer(prometheus.NewRegistry())}, opts...)...)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}

@@ -430,7 +430,7 @@ func readEnds(ctx context.Context, st *streamer, t *txn) error {
 		})
 		st.scratch = body
 		st.produce(ctx, t, st.newRecord(r.topic, st.frameString(r.key), st.frame(prefix, body),
-			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), st.opHdr[avro.OpRead], t.lsnHdr)))
+			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), st.opHdr[avro.OpRead], t.lsnHdr, t.traceHdr)))
 	}
 	t.touched, t.touchIdx = nil, map[string]map[string]int{}
 	return nil

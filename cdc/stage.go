@@ -7,10 +7,12 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/tracing"
 )
 
 // Stage is the CDC stage of one slot. Create it with New and run it with Run.
@@ -21,6 +23,7 @@ type Stage struct {
 	registry avro.Registry // nil: built in Run from cfg.SchemaRegistry
 	metrics  *metrics
 	onMarker MarkerFunc
+	tracer   trace.Tracer // nil: tracing disabled
 
 	runMu   sync.Mutex
 	running bool
@@ -59,6 +62,12 @@ func WithRegistry(r avro.Registry) Option { return func(s *Stage) { s.registry =
 
 // WithMarkers sets the receiver of walhook.* markers. Default: markers are ignored.
 func WithMarkers(f MarkerFunc) Option { return func(s *Stage) { s.onMarker = f } }
+
+// WithTracerProvider traces every source transaction with a span ("cdc.txn") whose traceparent
+// its change records and TxnEnds carry. Default (nil): no tracing, no header.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Stage) { s.tracer = tracing.Tracer(tp) }
+}
 
 // New checks cfg for what the stage needs and returns a stage ready to Run. It connects to
 // nothing.

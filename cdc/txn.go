@@ -7,10 +7,13 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/tracing"
 )
 
 // Header names and values of every record.
@@ -33,6 +36,9 @@ type txn struct {
 	index      int64
 	ack        *ackTxn
 	lsnHdr     []byte
+	// span and traceHdr (its traceparent, formatted once) are nil when tracing is disabled.
+	span     trace.Span
+	traceHdr []byte
 	// touched lists the roots the transaction changed, in first-touch order, for TxnEnd.
 	touched []rootTouch
 	// touchIdx maps topic → root key → index in touched. Two levels, so that a lookup with
@@ -49,16 +55,34 @@ type rootTouch struct {
 }
 
 func (st *streamer) begin(xid uint32, commit pglogrepl.LSN, at time.Time) *txn {
-	return &txn{
+	t := &txn{
 		xid: xid, commitLSN: commit, commitTime: at, ack: st.tr.open(),
 		lsnHdr: []byte(commit.String()), touchIdx: map[string]map[string]int{}, refs: map[string]bool{},
 	}
+	if st.s.tracer != nil {
+		st.traceBegin(t)
+	}
+	return t
+}
+
+// traceBegin starts the transaction's span and formats its traceparent once for every record.
+func (st *streamer) traceBegin(t *txn) {
+	_, t.span = st.s.tracer.Start(context.Background(), "cdc.txn", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.Int64("walhook.xid", int64(t.xid)), attribute.String("walhook.commit_lsn", string(t.lsnHdr))))
+	t.traceHdr = tracing.Append(make([]byte, 0, 55), t.span.SpanContext())
+}
+
+// traceEnd ends the transaction's span.
+func (t *txn) traceEnd() {
+	t.span.SetAttributes(attribute.Int64("walhook.rows", t.index), attribute.Int("walhook.roots", len(t.touched)))
+	t.span.End()
 }
 
 // headers builds the headers of a record, carved from a slab (records outlive the call; a
 // slab is dropped by the streamer when full and freed once its records are acknowledged).
-func (st *streamer) headers(kind, table, op, lsn []byte) []kgo.RecordHeader {
-	if len(st.hdrSlab)+4 > cap(st.hdrSlab) {
+// tp is the transaction's traceparent, nil when tracing is disabled.
+func (st *streamer) headers(kind, table, op, lsn, tp []byte) []kgo.RecordHeader {
+	if len(st.hdrSlab)+5 > cap(st.hdrSlab) {
 		st.hdrSlab = make([]kgo.RecordHeader, 0, 4096)
 	}
 	start := len(st.hdrSlab)
@@ -67,6 +91,9 @@ func (st *streamer) headers(kind, table, op, lsn []byte) []kgo.RecordHeader {
 		h = append(h, kgo.RecordHeader{Key: hdrOp, Value: op})
 	}
 	h = append(h, kgo.RecordHeader{Key: hdrLSN, Value: lsn})
+	if tp != nil {
+		h = append(h, kgo.RecordHeader{Key: tracing.Header, Value: tp})
+	}
 	st.hdrSlab = h
 	return h[start:len(h):len(h)]
 }
@@ -147,7 +174,7 @@ func (st *streamer) emitRoute(ctx context.Context, t *txn, rel *relation, rt *ro
 		}
 	}
 	st.produce(ctx, t, st.newRecord(rt.topic, key, st.frame(prefix, body),
-		st.headers(st.kindChange, rel.nameHdr, st.opHdr[rc.op], t.lsnHdr)))
+		st.headers(st.kindChange, rel.nameHdr, st.opHdr[rc.op], t.lsnHdr, t.traceHdr)))
 	if rt.kind == routeRef {
 		t.refs[rt.topic] = true
 	} else {
@@ -167,7 +194,7 @@ func (st *streamer) emitMovedAway(ctx context.Context, t *txn, rel *relation, rt
 		return fmt.Errorf("cdc: encode moved %s row (xid %d): %w", rel.name, t.xid, err)
 	}
 	st.produce(ctx, t, st.newRecord(rt.topic, oldKey, st.frame(prefix, body),
-		st.headers(st.kindChange, rel.nameHdr, st.opHdr[avro.OpDelete], t.lsnHdr)))
+		st.headers(st.kindChange, rel.nameHdr, st.opHdr[avro.OpDelete], t.lsnHdr, t.traceHdr)))
 	t.touch(rt, oldKey)
 	return nil
 }
@@ -218,7 +245,7 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 		})
 		st.scratch = body
 		st.produce(ctx, t, st.newRecord(r.topic, st.frameString(r.key), st.frame(prefix, body),
-			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), nil, t.lsnHdr)))
+			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), nil, t.lsnHdr, t.traceHdr)))
 		// A transaction can touch a million roots: its TxnEnds are under the in-flight
 		// bound like its rows.
 		if i&255 == 255 {
@@ -235,6 +262,9 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 	st.tr.close(t.ack, end)
 	st.wmCommitted(t)
 	st.s.metrics.txns.Inc()
+	if t.span != nil {
+		t.traceEnd()
+	}
 	return nil
 }
 
@@ -251,7 +281,7 @@ func (st *streamer) watermark(ctx context.Context, a *ackTxn, topic string, lsn 
 	for p := int32(0); p < st.refParts[topic]; p++ {
 		st.produceAck(ctx, a, &kgo.Record{
 			Topic: topic, Key: []byte(watermarkKey), Value: value, Partition: p, Context: st.manual,
-			Headers: st.headers(st.kindWatermark, table, nil, lsnHdr),
+			Headers: st.headers(st.kindWatermark, table, nil, lsnHdr, nil),
 		})
 	}
 	return nil

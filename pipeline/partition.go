@@ -145,7 +145,11 @@ func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, e
 		}
 		return nil, nil
 	case kindTxnEnd:
-		return w.finish(ctx, key, in.txnEnd, in.snapEnd)
+		snap, err := w.finish(ctx, key, in.txnEnd, in.snapEnd)
+		if snap != nil {
+			w.emitted(ctx, rec, snap) // trace.go
+		}
+		return snap, err
 	}
 	return nil, nil // watermarks on a change topic carry nothing for bubble-up
 }
@@ -164,7 +168,7 @@ func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, sn
 	if o.orphan {
 		w.s.metrics.orphans.Inc()
 		w.log.Debug("change of a root not read yet (or without a root row): state updated, no snapshot",
-			zap.String("key", key), zap.String("lsn", lsnText(end.CommitLSN)))
+			zap.String("root_key", key), zap.Int64("version", st.Version), zap.String("lsn", lsnText(end.CommitLSN)))
 	}
 	if !o.emit {
 		return nil, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
@@ -38,6 +39,7 @@ type Stage struct {
 	connOpts   []kgo.Opt
 	metrics    *metrics
 	reemit     *stageReemit // nil when no reference re-emits (reemit.go)
+	tracer     trace.Tracer // nil: tracing disabled (trace.go)
 
 	// Set by Run before any worker starts; read-only afterwards.
 	db    *pebble.DB

@@ -36,7 +36,7 @@ func bubbleupService(p *process) (service, error) {
 		cl.Close()
 		return service{}, err
 	}
-	stage, err := pipeline.New(p.cfg, pipeline.WithLogger(p.log.Named("bubbleup")), pipeline.WithRegisterer(p.reg), pipeline.WithRegistry(reg))
+	stage, err := pipeline.New(p.cfg, pipeline.WithLogger(p.log.Named("bubbleup")), pipeline.WithRegisterer(p.reg), pipeline.WithRegistry(reg), pipeline.WithTracerProvider(p.tp))
 	if err != nil {
 		cl.Close()
 		return service{}, err

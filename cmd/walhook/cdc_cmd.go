@@ -31,7 +31,7 @@ it. Run one per slot: a second process waits as a standby and takes over when th
 }
 
 func cdcService(p *process) (service, error) {
-	stage, err := cdc.New(p.cfg, cdc.WithLogger(p.log.Named("cdc")), cdc.WithRegisterer(p.reg))
+	stage, err := cdc.New(p.cfg, cdc.WithLogger(p.log.Named("cdc")), cdc.WithRegisterer(p.reg), cdc.WithTracerProvider(p.tp))
 	if err != nil {
 		return service{}, err
 	}

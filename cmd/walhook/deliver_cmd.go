@@ -16,7 +16,7 @@ more processes with the same config.`,
 }
 
 func deliverService(p *process) (service, error) {
-	sink, err := webhook.New(p.cfg, webhook.WithLogger(p.log.Named("deliver")), webhook.WithRegisterer(p.reg), webhook.WithVersion(version))
+	sink, err := webhook.New(p.cfg, webhook.WithLogger(p.log.Named("deliver")), webhook.WithRegisterer(p.reg), webhook.WithVersion(version), webhook.WithTracerProvider(p.tp))
 	if err != nil {
 		return service{}, err
 	}

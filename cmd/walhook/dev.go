@@ -147,8 +147,12 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		return err
 	}
 	p.log = log
+	if err := p.initTracing(ctx, "dev"); err != nil {
+		return err
+	}
 	services, err := devStages(ctx, p)
 	if err != nil {
+		p.closeTracing()
 		return err
 	}
 	services = append(services, service{name: "receiver", run: recv.Run})

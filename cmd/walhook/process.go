@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/config"
@@ -19,6 +24,9 @@ type process struct {
 	log    *zap.Logger
 	reg    *prometheus.Registry
 	health *obs.Health
+	// tp traces the stages; nil when tracing is off (the default). shutdownTracing flushes it.
+	tp              trace.TracerProvider
+	shutdownTracing func(context.Context) error
 }
 
 // processFlags are the flags of every stage subcommand.
@@ -51,13 +59,40 @@ func newProcess(cfg *config.Config) (*process, error) {
 		return nil, err
 	}
 	log.Info("effective configuration", zap.Any("config", cfg.Redacted()))
-	return &process{cfg: cfg, log: log, reg: obs.NewRegistry(), health: obs.NewHealth()}, nil
+	return &process{cfg: cfg, log: log, reg: obs.NewRegistry(), health: obs.NewHealth(),
+		shutdownTracing: func(context.Context) error { return nil }}, nil
+}
+
+// initTracing builds the tracer provider from the OTEL_* environment (tracing.go); run shuts it
+// down.
+func (p *process) initTracing(ctx context.Context, stage string) error {
+	tp, shutdown, err := newTracerProvider(ctx, stage)
+	if err != nil {
+		return err
+	}
+	p.tp, p.shutdownTracing = tp, shutdown
+	if tp != nil {
+		p.log.Info("tracing on: exporting spans over OTLP/HTTP")
+	}
+	return nil
+}
+
+// closeTracing flushes and stops the tracer provider, bounded so a dead collector cannot hold up
+// the exit.
+func (p *process) closeTracing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.shutdownTracing(ctx); err != nil {
+		p.log.Warn("tracing: flushing spans on exit failed", zap.Error(err))
+	}
 }
 
 // run serves /metrics, /healthz and /readyz next to the given services until ctx is done or one
 // of them fails.
 func (p *process) run(ctx context.Context, services ...service) error {
 	defer func() { _ = p.log.Sync() }()
+	defer startProfiles(p.log)()
+	defer p.closeTracing()
 	if p.cfg.HTTP.Listen != "" {
 		srv, err := obs.Listen(p.cfg.HTTP.Listen, p.reg, p.health, p.log)
 		if err != nil {
@@ -71,4 +106,38 @@ func (p *process) run(ctx context.Context, services ...service) error {
 	}
 	p.log.Info("stopped cleanly")
 	return nil
+}
+
+// startProfiles honours the hidden WALHOOK_CPUPROFILE and WALHOOK_BLOCKPROFILE (paths) used for
+// performance work: a CPU profile over the whole run, and block and mutex profiles written on
+// exit (the latter to WALHOOK_BLOCKPROFILE+".mutex"). The returned func stops and writes them.
+func startProfiles(log *zap.Logger) func() {
+	var stops []func()
+	if path := os.Getenv("WALHOOK_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err != nil {
+			log.Warn("cpu profile", zap.Error(err))
+		} else if err := pprof.StartCPUProfile(f); err != nil {
+			log.Warn("cpu profile", zap.Error(err))
+			_ = f.Close()
+		} else {
+			stops = append(stops, func() { pprof.StopCPUProfile(); _ = f.Close() })
+		}
+	}
+	if path := os.Getenv("WALHOOK_BLOCKPROFILE"); path != "" {
+		runtime.SetBlockProfileRate(int(time.Millisecond / 10))
+		runtime.SetMutexProfileFraction(10)
+		stops = append(stops, func() {
+			for name, p := range map[string]string{"block": path, "mutex": path + ".mutex"} {
+				if f, err := os.Create(p); err == nil {
+					_ = pprof.Lookup(name).WriteTo(f, 0)
+					_ = f.Close()
+				}
+			}
+		})
+	}
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
 }

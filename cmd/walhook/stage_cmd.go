@@ -16,8 +16,12 @@ func newStageCommand(use, short, long string, build func(*process) (service, err
 			if err != nil {
 				return err
 			}
+			if err := p.initTracing(cmd.Context(), use); err != nil {
+				return err
+			}
 			svc, err := build(p)
 			if err != nil {
+				p.closeTracing()
 				return err
 			}
 			return p.run(cmd.Context(), svc)

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/tracing"
 )
 
 // ErrorKind classifies a failed attempt. The HTTP layer classifies; the runner (retry.go)
@@ -133,6 +136,9 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 	h.Set(HeaderEventType, snap.EventType)
 	h.Set(HeaderVersion, strconv.FormatInt(snap.Version, 10))
 	h.Set(HeaderAttempt, strconv.Itoa(n))
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		h.Set(tracing.Header, string(tracing.Append(make([]byte, 0, 55), sc)))
+	}
 	start := time.Now()
 	resp, err := s.http.Do(req)
 	res.latency = time.Since(start)

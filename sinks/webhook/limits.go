@@ -159,7 +159,12 @@ func (e *endpoints) do(ep *endpoint, t *task) {
 		s.finishWithout(t, OutcomeDisabledTarget, sub.DisabledReason)
 		return
 	}
-	a := s.sender.send(s.ctx, sub, &t.snap, t.job.Attempt)
+	var a attempt
+	if s.tracer != nil {
+		a = s.tracedSend(sub, t)
+	} else {
+		a = s.sender.send(s.ctx, sub, &t.snap, t.job.Attempt)
+	}
 	if s.ctx.Err() != nil {
 		return
 	}

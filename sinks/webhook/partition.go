@@ -24,6 +24,7 @@ type task struct {
 	ep      *endpoint
 	sub     *Subscription // set when queued at the endpoint
 	timer   *time.Timer   // while held until due; owned by the partition goroutine
+	trace   []byte        // traceparent of the consumed record; nil when tracing is disabled
 }
 
 // recState counts a consumed record's unfinished tasks.
@@ -187,7 +188,7 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
 			return nil
 		}
-		return p.s.match(p, &snap)
+		return p.s.traced(r, p.s.match(p, &snap))
 	default:
 		j, err := decodeJob(r.Value)
 		if err != nil {
@@ -198,7 +199,7 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 		if p.kind == kindRequest {
 			j.Attempt, j.Due, j.FirstAttempt = 1, time.Time{}, time.Time{}
 		}
-		return []*task{{job: j, snap: j.Snapshot.snapshot(), part: p}}
+		return p.s.traced(r, []*task{{job: j, snap: j.Snapshot.snapshot(), part: p}})
 	}
 }
 

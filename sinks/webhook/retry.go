@@ -102,7 +102,8 @@ func (s *Sink) finishWithout(t *task, outcome string, reason string) {
 			zap.String("event_type", t.snap.EventType), zap.String("root_key", t.snap.Key), zap.Int64("version", t.snap.Version),
 			zap.String("disabled_reason", reason))
 	} else {
-		s.log.Warn("delivery for an unknown subscription dropped", zap.String("subscription", t.job.Subscription))
+		s.log.Warn("delivery for an unknown subscription dropped", zap.String("subscription", t.job.Subscription),
+			zap.String("event_type", t.snap.EventType), zap.String("root_key", t.snap.Key), zap.Int64("version", t.snap.Version))
 	}
 	s.m.deliveries.WithLabelValues(outcome, "none").Inc()
 	rec := s.attemptRecord(Attempt{Subscription: t.job.Subscription,
@@ -128,7 +129,7 @@ func (s *Sink) retryRecord(t *task, due time.Time, delay time.Duration) *kgo.Rec
 	j.Due = due
 	j.Kind = "retry"
 	v, _ := json.Marshal(j)
-	return &kgo.Record{Topic: s.cfg.Kafka.WebhookRetryTopic(s.tierFor(delay)), Key: jobKey(j.Subscription, t.snap.Key), Value: v}
+	return &kgo.Record{Topic: s.cfg.Kafka.WebhookRetryTopic(s.tierFor(delay)), Key: jobKey(j.Subscription, t.snap.Key), Value: v, Headers: t.traceHeaders()}
 }
 
 func (s *Sink) deadLetter(t *task, a attempt) *kgo.Record {
@@ -140,7 +141,7 @@ func (s *Sink) deadLetter(t *task, a attempt) *kgo.Record {
 		j.LastError = a.err.Error()
 	}
 	v, _ := json.Marshal(j)
-	return &kgo.Record{Topic: s.cfg.Kafka.WebhookDeadLetterTopic(), Key: jobKey(j.Subscription, t.snap.Key), Value: v}
+	return &kgo.Record{Topic: s.cfg.Kafka.WebhookDeadLetterTopic(), Key: jobKey(j.Subscription, t.snap.Key), Value: v, Headers: t.traceHeaders()}
 }
 
 // produceThen produces recs and calls done once all are acknowledged. A failed produce stops

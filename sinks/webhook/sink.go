@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
@@ -36,6 +37,7 @@ type Sink struct {
 	dialer   *net.Dialer
 	kopts    []kgo.Opt
 	version  string
+	tracer   trace.Tracer // nil: tracing disabled (trace.go)
 
 	idx    *index
 	guard  *guard
