@@ -29,6 +29,7 @@ func (c *Compliance) SetDefaults(k Kafka) {
 		}
 	}
 	setDuration(&c.TransactionTimeout, DefaultComplianceTransactionTimeout)
+	setDuration(&c.SessionTimeout, DefaultGroupSessionTimeout)
 }
 
 // ValidateCompliance checks the compliance settings against the model (after defaults) and

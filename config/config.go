@@ -144,6 +144,11 @@ type BubbleUp struct {
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxPollRecords bounds the records consumed in one Kafka transaction. Default 10000.
 	MaxPollRecords int `yaml:"max_poll_records"`
+	// SessionTimeout is how long the consumer group waits for a silent (killed) member before it
+	// moves that member's partitions; also the rebalance timeout; members heartbeat every tenth
+	// of it. Between 6s and 5m on a default broker. Default 10s (franz-go's 45s would leave a
+	// killed member's partitions unprocessed that long).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 }
 
 // The bubble-up defaults.
@@ -151,6 +156,9 @@ const (
 	DefaultBubbleUpGroup              = "bubbleup"
 	DefaultBubbleUpTransactionTimeout = 60 * time.Second
 	DefaultBubbleUpMaxPollRecords     = 10000
+	// DefaultGroupSessionTimeout is the consumer-group session and rebalance timeout of every
+	// stage's group (bubbleup, deliver, compliance).
+	DefaultGroupSessionTimeout = 10 * time.Second
 )
 
 // SetDefaults fills every unset bubble-up field with its default.
@@ -160,6 +168,9 @@ func (b *BubbleUp) SetDefaults() {
 	}
 	if b.TransactionTimeout == 0 {
 		b.TransactionTimeout = DefaultBubbleUpTransactionTimeout
+	}
+	if b.SessionTimeout == 0 {
+		b.SessionTimeout = DefaultGroupSessionTimeout
 	}
 	if b.MaxPollRecords == 0 {
 		b.MaxPollRecords = DefaultBubbleUpMaxPollRecords
@@ -251,6 +262,11 @@ type Compliance struct {
 	TombstoneDeleted bool `yaml:"tombstone_deleted"`
 	// TransactionTimeout is the Kafka transaction timeout of the sink's producer. Default 60s.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// SessionTimeout is how long the consumer group waits for a silent (killed) member before it
+	// moves that member's partitions; also the rebalance timeout; members heartbeat every tenth
+	// of it. Between 6s and 5m on a default broker. Default 10s (franz-go's 45s would leave a
+	// killed member's partitions unprocessed that long).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 }
 
 // ComplianceTopic is one of the two compliance topics of each root.

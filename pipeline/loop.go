@@ -129,6 +129,10 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsLost(onRevoked),
 		kgo.OnPartitionsAssigned(s.reemitAssigned),
 		kgo.FetchMaxWait(250*time.Millisecond),
+		// A SIGKILLed member never leaves the group: its partitions wait this long.
+		kgo.SessionTimeout(s.cfg.BubbleUp.SessionTimeout),
+		kgo.RebalanceTimeout(s.cfg.BubbleUp.SessionTimeout),
+		kgo.HeartbeatInterval(s.cfg.BubbleUp.SessionTimeout/10),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {

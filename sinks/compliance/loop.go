@@ -72,6 +72,10 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.TransactionalID(s.groupID+"-"+randomSuffix()),
 		kgo.TransactionTimeout(s.cfg.Compliance.TransactionTimeout),
 		kgo.FetchMaxWait(250*time.Millisecond),
+		// A SIGKILLed member never leaves the group: its partitions wait this long.
+		kgo.SessionTimeout(s.cfg.Compliance.SessionTimeout),
+		kgo.RebalanceTimeout(s.cfg.Compliance.SessionTimeout),
+		kgo.HeartbeatInterval(s.cfg.Compliance.SessionTimeout/10),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
