@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
 )
@@ -22,6 +23,11 @@ type relation struct {
 	nameHdr []byte
 	// prefixes caches the registry framing prefix of schema per topic.
 	prefixes map[string][]byte
+	// hdrs caches the change headers per op for one transaction (streamer.changeHeaders).
+	hdrs [avro.OpRead + 1]struct {
+		txn uint64
+		h   []kgo.RecordHeader
+	}
 }
 
 // typeInfo is what the encoder needs from pg_type about one column type, domains resolved.

@@ -48,7 +48,8 @@ type streamer struct {
 	kindWatermark                 []byte
 	opHdr                         [avro.OpRead + 1][]byte
 
-	cur       *txn // the open non-streamed transaction
+	cur       *txn   // the open non-streamed transaction
+	txnSeq    uint64 // seq of the newest transaction begun
 	inStream  bool
 	streamXid uint32
 

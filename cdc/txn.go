@@ -31,6 +31,7 @@ const (
 // produced as they arrive.
 type txn struct {
 	xid        uint32
+	seq        uint64 // numbers the transactions of the streamer (header caches, relation.hdrs)
 	commitLSN  pglogrepl.LSN
 	commitTime time.Time
 	index      int64
@@ -44,6 +45,7 @@ type txn struct {
 	// touchIdx maps topic → root key → index in touched. Two levels, so that a lookup with
 	// the key's bytes (string(b) in an index expression) does not allocate.
 	touchIdx map[string]map[string]int
+	last     int             // index in touched of the root touched last, -1 before the first
 	refs     map[string]bool // reference topics written
 }
 
@@ -56,9 +58,10 @@ type rootTouch struct {
 
 func (st *streamer) begin(xid uint32, commit pglogrepl.LSN, at time.Time) *txn {
 	t := &txn{
-		xid: xid, commitLSN: commit, commitTime: at, ack: st.tr.open(),
-		lsnHdr: []byte(commit.String()), touchIdx: map[string]map[string]int{}, refs: map[string]bool{},
+		xid: xid, seq: st.txnSeq + 1, commitLSN: commit, commitTime: at, ack: st.tr.open(),
+		lsnHdr: []byte(commit.String()), last: -1, touchIdx: map[string]map[string]int{}, refs: map[string]bool{},
 	}
+	st.txnSeq = t.seq
 	if st.s.tracer != nil {
 		st.traceBegin(t)
 	}
@@ -96,6 +99,17 @@ func (st *streamer) headers(kind, table, op, lsn, tp []byte) []kgo.RecordHeader 
 	}
 	st.hdrSlab = h
 	return h[start:len(h):len(h)]
+}
+
+// changeHeaders returns the headers of a change record of rel with op in t. They are the same
+// for every such record of the transaction, so one slice is built per relation, op and
+// transaction and shared by the records (kgo only reads headers).
+func (st *streamer) changeHeaders(t *txn, rel *relation, op avro.Op) []kgo.RecordHeader {
+	c := &rel.hdrs[op]
+	if c.txn != t.seq || c.h == nil {
+		c.txn, c.h = t.seq, st.headers(st.kindChange, rel.nameHdr, st.opHdr[op], t.lsnHdr, t.traceHdr)
+	}
+	return c.h
 }
 
 // record returns a zeroed record from a slab (one allocation per recordSlab records).
@@ -173,8 +187,7 @@ func (st *streamer) emitRoute(ctx context.Context, t *txn, rel *relation, rt *ro
 			}
 		}
 	}
-	st.produce(ctx, t, st.newRecord(rt.topic, key, st.frame(prefix, body),
-		st.headers(st.kindChange, rel.nameHdr, st.opHdr[rc.op], t.lsnHdr, t.traceHdr)))
+	st.produce(ctx, t, st.newRecord(rt.topic, key, st.frame(prefix, body), st.changeHeaders(t, rel, rc.op)))
 	if rt.kind == routeRef {
 		t.refs[rt.topic] = true
 	} else {
@@ -216,6 +229,13 @@ func (st *streamer) rootKey(ctx context.Context, rt *route, raw []byte) ([]byte,
 // itself: key points into a value slab, and holding it for the whole transaction would keep
 // every slab of a huge transaction alive.
 func (t *txn) touch(rt *route, key []byte) {
+	// Fast path: the root touched last (a root row and its subordinates often come together).
+	if t.last >= 0 && t.last < len(t.touched) {
+		if l := &t.touched[t.last]; l.topic == rt.topic && l.key == string(key) {
+			l.rows++
+			return
+		}
+	}
 	byKey := t.touchIdx[rt.topic]
 	if byKey == nil {
 		byKey = map[string]int{}
@@ -229,12 +249,18 @@ func (t *txn) touch(rt *route, key []byte) {
 		t.touched = append(t.touched, rootTouch{root: rt.root, topic: rt.topic, key: k})
 	}
 	t.touched[i].rows++
+	t.last = i
 }
 
 // commit writes the transaction's end markers and hands it to the tracker, which confirms
 // end once Kafka has acknowledged every record of it and of the transactions before it.
 func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error {
+	var endHdrs []kgo.RecordHeader // shared by the TxnEnds of one root table (touched is in first-touch order, so mostly one table)
+	var endTable string
 	for i, r := range t.touched {
+		if endHdrs == nil || r.root.Table != endTable {
+			endHdrs, endTable = st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), nil, t.lsnHdr, t.traceHdr), r.root.Table
+		}
 		prefix, err := st.markerPrefix(ctx, r.topic, st.txnEndSchema)
 		if err != nil {
 			return err
@@ -244,8 +270,7 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 			CommitTime: t.commitTime, Rows: r.rows,
 		})
 		st.scratch = body
-		st.produce(ctx, t, st.newRecord(r.topic, st.frameString(r.key), st.frame(prefix, body),
-			st.headers(st.kindTxnEnd, st.tableHdr(r.root.Table), nil, t.lsnHdr, t.traceHdr)))
+		st.produce(ctx, t, st.newRecord(r.topic, st.frameString(r.key), st.frame(prefix, body), endHdrs))
 		// A transaction can touch a million roots: its TxnEnds are under the in-flight
 		// bound like its rows.
 		if i&255 == 255 {
@@ -287,13 +312,21 @@ func (st *streamer) watermark(ctx context.Context, a *ackTxn, topic string, lsn 
 	return nil
 }
 
-// heartbeatSeen handles a heartbeat read back from the slot: watermarks at its LSN on every
-// reference topic, and a position to confirm once they (and everything before) are acked.
+// heartbeatSeen handles a heartbeat read back from the slot: watermarks just below its LSN on
+// every reference topic, and a position to confirm once they (and everything before) are acked.
+//
+// A non-transactional message's LSN is the END of its WAL record, and a commit LSN is the START
+// of a commit record: when the message ends on an 8-byte boundary the next record, possibly a
+// commit, starts exactly at lsn and is decoded after the message. So the heartbeat covers commit
+// LSNs below lsn only; a watermark at lsn would let bubble-up read a reference row of the
+// transaction committed at lsn before it is produced. (Confirming lsn is right: PostgreSQL
+// resends a transaction whose commit LSN is not below the confirmed position.)
 func (st *streamer) heartbeatSeen(ctx context.Context, lsn pglogrepl.LSN) error {
 	a := st.tr.open()
-	hdr := []byte(lsn.String())
+	covered := lsn - 1
+	hdr := []byte(covered.String())
 	for _, topic := range st.refTopics {
-		if err := st.watermark(ctx, a, topic, lsn, hdr); err != nil {
+		if err := st.watermark(ctx, a, topic, covered, hdr); err != nil {
 			return err
 		}
 	}
