@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
@@ -57,6 +58,12 @@ type Sink struct {
 	partsMu sync.Mutex
 	parts   map[tp]*partition // guarded by partsMu
 	partsWG sync.WaitGroup    // partition goroutines
+
+	// commitMu is held by commitLoop from reading the watermarks until their commit is done, and
+	// by the rebalance callbacks while they take their partitions: a periodic commit read before
+	// a revoke can then never land after the revoke's final commit (and after the partition's
+	// next owner moved on), rewinding the group's offset to a stale watermark.
+	commitMu sync.Mutex
 }
 
 type tp struct {
@@ -372,10 +379,15 @@ func (s *Sink) stopPartitions(ps []*partition, commit bool, wait time.Duration) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			s.log.Warn("webhook: final offset commit failed; deliveries since the last commit will be repeated", zap.Error(err))
+			return
 		}
+		commitErrors(resp, func(k tp, err error) {
+			s.log.Warn("webhook: final offset commit of a partition failed; deliveries since its last commit will be repeated",
+				zap.String("topic", k.topic), zap.Int32("partition", k.id), zap.Error(err))
+		})
 	})
 }
 
@@ -400,14 +412,43 @@ func waitStopped(ps []*partition, wait time.Duration) bool {
 }
 
 func (s *Sink) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	s.stopPartitions(s.take(lost), true, s.revokeBudget())
+	s.stopPartitions(s.takeForRebalance(lost), true, s.revokeBudget())
 }
 
 func (s *Sink) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	s.stopPartitions(s.take(lost), false, s.revokeBudget())
+	s.stopPartitions(s.takeForRebalance(lost), false, s.revokeBudget())
+}
+
+// takeForRebalance takes the partitions once no periodic commit of their watermarks is in
+// flight (see commitMu).
+func (s *Sink) takeForRebalance(assigned map[string][]int32) []*partition {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.take(assigned)
+}
+
+// commitErrors calls fail for each partition of a commit response whose error code is set. A
+// commit that lands during a rebalance is answered REBALANCE_IN_PROGRESS or ILLEGAL_GENERATION
+// per partition, with no request error: CommitOffsetsSync's err alone does not say it was stored.
+func commitErrors(resp *kmsg.OffsetCommitResponse, fail func(k tp, err error)) {
+	if resp == nil {
+		return
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				fail(tp{t.Topic, p.Partition}, err)
+			}
+		}
+	}
 }
 
 // commitLoop commits the watermarks the partitions published, every commitInterval.
+//
+// A watermark is committed again only when it changed since its last successful commit: last
+// holds only watermarks the broker stored (a partition a commit failed for, as a whole or by its
+// error code, is forgotten and retried next interval) and only for partitions still assigned (a
+// partition revoked and assigned again commits its first watermark even if it equals an old one).
 func (s *Sink) commitLoop(ctx context.Context) {
 	last := map[tp]int64{}
 	t := time.NewTicker(commitInterval)
@@ -418,27 +459,47 @@ func (s *Sink) commitLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		offsets := map[string]map[int32]kgo.EpochOffset{}
-		s.partsMu.Lock()
-		for k, p := range s.parts {
-			if o := p.committable.Load(); o >= 0 && o != last[k] {
-				if offsets[k.topic] == nil {
-					offsets[k.topic] = map[int32]kgo.EpochOffset{}
-				}
-				offsets[k.topic][k.id] = kgo.EpochOffset{Epoch: -1, Offset: o}
-				last[k] = o
-			}
-		}
-		s.partsMu.Unlock()
-		if len(offsets) > 0 {
-			s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-				if err != nil && ctx.Err() == nil {
-					s.log.Warn("webhook: offset commit failed; retrying next interval", zap.Error(err))
-					clear(last)
-				}
-			})
+		s.commitOnce(ctx, last)
+	}
+}
+
+func (s *Sink) commitOnce(ctx context.Context, last map[tp]int64) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	s.partsMu.Lock()
+	for k := range last {
+		if s.parts[k] == nil {
+			delete(last, k)
 		}
 	}
+	for k, p := range s.parts {
+		if o := p.committable.Load(); o >= 0 && o != last[k] {
+			if offsets[k.topic] == nil {
+				offsets[k.topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[k.topic][k.id] = kgo.EpochOffset{Epoch: -1, Offset: o}
+			last[k] = o
+		}
+	}
+	s.partsMu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	s.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("webhook: offset commit failed; retrying next interval", zap.Error(err))
+			}
+			clear(last)
+			return
+		}
+		commitErrors(resp, func(k tp, err error) {
+			delete(last, k)
+			s.log.Debug("webhook: offset commit of a partition failed; retrying next interval",
+				zap.String("topic", k.topic), zap.Int32("partition", k.id), zap.Error(err))
+		})
+	})
 }
 
 func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot, error) {
