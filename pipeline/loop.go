@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/walhook/walhook/internal/kafkaconn"
 	"go.uber.org/zap"
 )
 
@@ -129,11 +130,8 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsLost(onRevoked),
 		kgo.OnPartitionsAssigned(s.reemitAssigned),
 		kgo.FetchMaxWait(250*time.Millisecond),
-		// A SIGKILLed member never leaves the group: its partitions wait this long.
-		kgo.SessionTimeout(s.cfg.BubbleUp.SessionTimeout),
-		kgo.RebalanceTimeout(s.cfg.BubbleUp.SessionTimeout),
-		kgo.HeartbeatInterval(s.cfg.BubbleUp.SessionTimeout/10),
 	)
+	opts = append(opts, kafkaconn.GroupTimeouts(s.cfg.BubbleUp.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consumer group %s: %w", s.groupID, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -89,5 +90,17 @@ func saslMechanism(s config.SASL) (sasl.Mechanism, error) {
 		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism(), nil
 	default:
 		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, or leave it empty for none", s.Mechanism)
+	}
+}
+
+// GroupTimeouts are the consumer-group timeouts of every walhook stage: a SIGKILLed member never
+// leaves its group, so its partitions wait out the session timeout (franz-go's default 45 s);
+// the rebalance timeout is the same bound for a live member to rejoin, and members heartbeat ten
+// times per session.
+func GroupTimeouts(session time.Duration) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SessionTimeout(session),
+		kgo.RebalanceTimeout(session),
+		kgo.HeartbeatInterval(session / 10),
 	}
 }

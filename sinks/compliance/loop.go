@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
 // Header names of compliance records, as the snapshot records carry them.
@@ -72,11 +73,8 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.TransactionalID(s.groupID+"-"+randomSuffix()),
 		kgo.TransactionTimeout(s.cfg.Compliance.TransactionTimeout),
 		kgo.FetchMaxWait(250*time.Millisecond),
-		// A SIGKILLed member never leaves the group: its partitions wait this long.
-		kgo.SessionTimeout(s.cfg.Compliance.SessionTimeout),
-		kgo.RebalanceTimeout(s.cfg.Compliance.SessionTimeout),
-		kgo.HeartbeatInterval(s.cfg.Compliance.SessionTimeout/10),
 	)
+	opts = append(opts, kafkaconn.GroupTimeouts(s.cfg.Compliance.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: consumer group %s: %w", s.groupID, err)

@@ -247,18 +247,16 @@ func (s *Sink) connectKafka(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(500*time.Millisecond),
-		// A SIGKILLed member never leaves: the group waits for its session to expire before it
-		// hands its partitions on, and removes a member that was killed inside JoinGroup only at
-		// the rebalance timeout. franz-go's 45 s and 60 s (which every new join restarts on
-		// kfake) kept a group rebalancing for minutes under repeated kills. Both are
-		// deliver.session_timeout; the sink rejoins within it because pollLoop never blocks
-		// and revoked is bounded by revokeBudget.
-		kgo.SessionTimeout(s.cfg.Deliver.SessionTimeout),
-		kgo.RebalanceTimeout(s.cfg.Deliver.SessionTimeout),
-		kgo.HeartbeatInterval(s.cfg.Deliver.SessionTimeout/10),
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.lost),
 	)
+	// A SIGKILLed member never leaves: the group waits for its session to expire before it
+	// hands its partitions on, and removes a member that was killed inside JoinGroup only at
+	// the rebalance timeout. franz-go's 45 s and 60 s (which every new join restarts on
+	// kfake) kept a group rebalancing for minutes under repeated kills. Both are
+	// deliver.session_timeout; the sink rejoins within it because pollLoop never blocks
+	// and revoked is bounded by revokeBudget.
+	opts = append(opts, kafkaconn.GroupTimeouts(s.cfg.Deliver.SessionTimeout)...)
 	if s.cl, err = kgo.NewClient(append(opts, s.kopts...)...); err != nil {
 		return fmt.Errorf("webhook: kafka client: %w", err)
 	}
