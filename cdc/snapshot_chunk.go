@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -133,6 +134,21 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 	if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, '`+snapLowPrefix+`', $1)`, id); err != nil {
 		return fail("write the low watermark", err)
 	}
+	// The reads must see every transaction whose commit precedes the low watermark in the WAL.
+	// PostgreSQL writes a commit record before it takes the transaction out of the ProcArray,
+	// so a snapshot taken right after the low watermark returned can still miss a transaction
+	// committed before it (its change streamed before the window opened, the read stale, and
+	// nothing drops it). Read in one REPEATABLE READ snapshot and retry the snapshot while a
+	// transaction it does not see is already committed in pg_xact.
+	if err := beginReadSnapshot(ctx, conn); err != nil {
+		return fail("take the read snapshot", err)
+	}
+	inTxn := true
+	defer func() {
+		if inTxn {
+			_, _ = conn.Exec(context.Background(), "ROLLBACK")
+		}
+	}()
 	rows, err := readChunk(ctx, conn, m, p.LastKey, sn.chunkRows)
 	if err != nil {
 		return fail("read", err)
@@ -154,6 +170,10 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 			all = append(all, sub)
 		}
 	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		return fail("end the read snapshot", err)
+	}
+	inTxn = false
 	sn.mu.Lock()
 	c.rows, c.roots, c.ready = all, roots, true
 	sn.mu.Unlock()
@@ -168,6 +188,49 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 			res.lastKey = pkStrings(rows[len(rows)-1], m.pk)
 		}
 		return res, nil
+	}
+}
+
+// lagSQL is the first statement of the read transaction, so it takes its snapshot, and counts
+// the transactions the snapshot does not see (in xip, or from xmax up to an xid assigned after
+// the snapshot) that pg_xact already has as committed: such a transaction either committed
+// after the snapshot, or committed before the low watermark and was still in the ProcArray.
+const lagSQL = `
+WITH s AS (SELECT pg_current_snapshot() AS s, pg_current_xact_id() AS n)
+SELECT count(*) FROM s, LATERAL (
+  SELECT x FROM pg_snapshot_xip(s.s) AS x
+  UNION ALL
+  SELECT g::text::xid8 FROM generate_series(pg_snapshot_xmax(s.s)::text::bigint, s.n::text::bigint - 1) AS g
+) AS c WHERE pg_xact_status(c.x) = 'committed'`
+
+// maxSnapshotTries bounds beginReadSnapshot: the check also counts transactions that committed
+// after the snapshot, so under a steady high commit rate a clean snapshot may not come; after
+// this many tries the chunk reads with the last one rather than stall the initial snapshot.
+const maxSnapshotTries = 50
+
+// beginReadSnapshot opens a REPEATABLE READ transaction on conn whose snapshot sees every
+// transaction committed before the call (as far as maxSnapshotTries allows).
+func beginReadSnapshot(ctx context.Context, conn *pgx.Conn) error {
+	for try := 0; ; try++ {
+		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			return err
+		}
+		var lag int64
+		if err := conn.QueryRow(ctx, lagSQL).Scan(&lag); err != nil {
+			_, _ = conn.Exec(context.Background(), "ROLLBACK")
+			return err
+		}
+		if lag == 0 || try+1 >= maxSnapshotTries {
+			return nil
+		}
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(min(try+1, 20)) * time.Millisecond):
+		}
 	}
 }
 
