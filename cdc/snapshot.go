@@ -55,8 +55,9 @@ type snapshotter struct {
 	wake     chan struct{}            // capacity 1: a request arrived
 
 	// Stream goroutine only.
-	wins map[string]*window // open windows by chunk id (low watermark seen, high not yet)
-	open int                // len(wins), read by every row change
+	wins    map[string]*window // open windows by chunk id (low watermark seen, high not yet)
+	open    int                // len(wins), read by every row change
+	commits *commitLog         // the transactions decoded most recently
 }
 
 // newSnapshotter loads the recorded progress; the initial snapshot was requested in
@@ -71,7 +72,7 @@ func (s *Stage) newSnapshotter(ctx context.Context, adm *kadm.Client, cl *kgo.Cl
 	sn := &snapshotter{
 		s: s, cl: cl, tr: tr, runID: hex.EncodeToString(id), chunkRows: s.cfg.CDC.SnapshotChunkRows,
 		tables: snapshotUnits(&s.cfg.Model), met: met, bar: newProgressBar(),
-		chunks: map[string]*chunk{}, wake: make(chan struct{}, 1), wins: map[string]*window{},
+		chunks: map[string]*chunk{}, wake: make(chan struct{}, 1), wins: map[string]*window{}, commits: newCommitLog(),
 	}
 	if sn.chunkRows <= 0 {
 		sn.chunkRows = defaultChunkRows
@@ -207,13 +208,30 @@ func (sn *snapshotter) snapshotTable(ctx context.Context, conn *pgx.Conn, table 
 	logTick := time.NewTicker(10 * time.Second)
 	defer logTick.Stop()
 	dropped := 0 // rows a streamed change touched inside their chunk's window (the stream has them)
+	rereads := 0 // consecutive reads of the current chunk that were retried
 	for {
 		res, err := sn.chunk(ctx, conn, plan, p)
 		if err != nil {
 			return err
 		}
 		if res.retry != "" {
-			log.Info("snapshot chunk read again", zap.String("reason", res.retry))
+			sn.met.rereads.WithLabelValues(res.retryKind).Inc()
+			rereads++
+			// A stale snapshot is common under concurrent writes and passes in milliseconds,
+			// unless a transaction stays committed-but-running (synchronous replication
+			// waiting for its standby): back off, and log it once it repeats.
+			lvl := zap.DebugLevel
+			if rereads == 1 && res.retryKind != "stale_snapshot" || rereads == 10 || rereads%100 == 0 {
+				lvl = zap.InfoLevel
+			}
+			log.Log(lvl, "snapshot chunk read again", zap.String("reason", res.retry), zap.Int("times", rereads))
+			if res.retryKind == "stale_snapshot" {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Duration(min(rereads, 50)) * 2 * time.Millisecond):
+				}
+			}
 			if plan, err = sn.loadPlan(ctx, conn, table); err != nil {
 				return err
 			}
@@ -223,6 +241,7 @@ func (sn *snapshotter) snapshotTable(ctx context.Context, conn *pgx.Conn, table 
 		if err := sn.waitConfirmed(ctx, res.commitLSN); err != nil {
 			return fmt.Errorf("cdc: snapshot of %s, chunk after %v (high watermark %s): %w", table, p.LastKey, res.commitLSN, err)
 		}
+		rereads = 0
 		next, ok, err := sn.finishChunk(ctx, p, res)
 		if err != nil || !ok {
 			return err // !ok: a new request restarted the table

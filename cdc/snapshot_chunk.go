@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -89,9 +88,10 @@ func loadTableMeta(ctx context.Context, conn *pgx.Conn, name string) (*tableMeta
 type chunk struct {
 	id    string
 	plan  *chunkPlan
-	parts []*tableMeta // the unit's table, then its subordinate tables in plan order
-	rows  [][][][]byte // per part: text cells in the part's cols order; nil is NULL
-	roots [][]byte     // root keys of the chunk's root rows, in key order; nil for a reference table
+	parts []*tableMeta  // the unit's table, then its subordinate tables in plan order
+	rows  [][][][]byte  // per part: text cells in the part's cols order; nil is NULL
+	roots [][]byte      // root keys of the chunk's root rows, in key order; nil for a reference table
+	snap  *readSnapshot // the MVCC snapshot of the reads
 	ready bool
 	done  chan chunkResult // capacity 1
 }
@@ -103,6 +103,7 @@ type chunkResult struct {
 	dropped   int
 	lastKey   []string // primary key of the last unit row read (emitted or not); nil: the unit is done
 	retry     string   // not empty: nothing was emitted, read the chunk again
+	retryKind string   // retry's metric label
 }
 
 // window is a chunk between its low and high watermarks, as the stream sees it.
@@ -112,6 +113,7 @@ type window struct {
 	touched map[string]struct{}   // table NUL primary key of the rows a streamed change touched
 	unknown bool                  // a change of a chunk table without its primary key was seen
 	pkIdx   map[*relation][]int
+	openSeq uint64 // commitLog sequence number of the first transaction decoded after the low watermark
 }
 
 // chunk reads one chunk: low watermark, SELECT of the unit's next rows and of the subordinate
@@ -134,13 +136,10 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 	if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, '`+snapLowPrefix+`', $1)`, id); err != nil {
 		return fail("write the low watermark", err)
 	}
-	// The reads must see every transaction whose commit precedes the low watermark in the WAL.
-	// PostgreSQL writes a commit record before it takes the transaction out of the ProcArray,
-	// so a snapshot taken right after the low watermark returned can still miss a transaction
-	// committed before it (its change streamed before the window opened, the read stale, and
-	// nothing drops it). Read in one REPEATABLE READ snapshot and retry the snapshot while a
-	// transaction it does not see is already committed in pg_xact.
-	if err := beginReadSnapshot(ctx, conn); err != nil {
+	// The reads share one snapshot, which the stream checks at the high watermark against
+	// the transactions it decoded before the low one (snapshot_visibility.go).
+	snap, err := beginReadSnapshot(ctx, conn)
+	if err != nil {
 		return fail("take the read snapshot", err)
 	}
 	inTxn := true
@@ -170,12 +169,15 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 			all = append(all, sub)
 		}
 	}
+	if err := committedInProgress(ctx, conn, snap); err != nil {
+		return fail("check the read snapshot's in-progress transactions", err)
+	}
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
 		return fail("end the read snapshot", err)
 	}
 	inTxn = false
 	sn.mu.Lock()
-	c.rows, c.roots, c.ready = all, roots, true
+	c.rows, c.roots, c.snap, c.ready = all, roots, snap, true
 	sn.mu.Unlock()
 	if _, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, '`+snapHighPrefix+`', $1)`, id); err != nil {
 		return fail("write the high watermark", err)
@@ -188,49 +190,6 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 			res.lastKey = pkStrings(rows[len(rows)-1], m.pk)
 		}
 		return res, nil
-	}
-}
-
-// lagSQL is the first statement of the read transaction, so it takes its snapshot, and counts
-// the transactions the snapshot does not see (in xip, or from xmax up to an xid assigned after
-// the snapshot) that pg_xact already has as committed: such a transaction either committed
-// after the snapshot, or committed before the low watermark and was still in the ProcArray.
-const lagSQL = `
-WITH s AS (SELECT pg_current_snapshot() AS s, pg_current_xact_id() AS n)
-SELECT count(*) FROM s, LATERAL (
-  SELECT x FROM pg_snapshot_xip(s.s) AS x
-  UNION ALL
-  SELECT g::text::xid8 FROM generate_series(pg_snapshot_xmax(s.s)::text::bigint, s.n::text::bigint - 1) AS g
-) AS c WHERE pg_xact_status(c.x) = 'committed'`
-
-// maxSnapshotTries bounds beginReadSnapshot: the check also counts transactions that committed
-// after the snapshot, so under a steady high commit rate a clean snapshot may not come; after
-// this many tries the chunk reads with the last one rather than stall the initial snapshot.
-const maxSnapshotTries = 50
-
-// beginReadSnapshot opens a REPEATABLE READ transaction on conn whose snapshot sees every
-// transaction committed before the call (as far as maxSnapshotTries allows).
-func beginReadSnapshot(ctx context.Context, conn *pgx.Conn) error {
-	for try := 0; ; try++ {
-		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
-			return err
-		}
-		var lag int64
-		if err := conn.QueryRow(ctx, lagSQL).Scan(&lag); err != nil {
-			_, _ = conn.Exec(context.Background(), "ROLLBACK")
-			return err
-		}
-		if lag == 0 || try+1 >= maxSnapshotTries {
-			return nil
-		}
-		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(min(try+1, 20)) * time.Millisecond):
-		}
 	}
 }
 
@@ -308,7 +267,8 @@ func (sn *snapshotter) openWindow(id string) {
 	if c == nil {
 		return
 	}
-	w := &window{c: c, parts: map[string]*tableMeta{}, touched: map[string]struct{}{}, pkIdx: map[*relation][]int{}}
+	w := &window{c: c, parts: map[string]*tableMeta{}, touched: map[string]struct{}{}, pkIdx: map[*relation][]int{},
+		openSeq: sn.commits.n}
 	for _, m := range c.parts {
 		w.parts[m.name] = m
 	}
@@ -398,14 +358,22 @@ func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id
 	delete(sn.wins, id)
 	sn.open = len(sn.wins)
 	sn.mu.Lock()
-	rows, roots, ready := w.c.rows, w.c.roots, w.c.ready
+	rows, roots, snap, ready := w.c.rows, w.c.roots, w.c.snap, w.c.ready
 	sn.mu.Unlock()
 	res := chunkResult{commitLSN: t.commitLSN, emitted: map[string]int{}}
+	var mask uint64
+	for _, m := range w.c.parts {
+		mask |= tableBit(m.oid)
+	}
 	switch {
 	case !ready:
-		res.retry = "the chunk's rows were not handed over before its high watermark"
+		res.retry, res.retryKind = "the chunk's rows were not handed over before its high watermark", "not_handed_over"
 	case w.unknown:
-		res.retry = "a change without its primary key touched a table of the chunk (check its replica identity)"
+		res.retry, res.retryKind = "a change without its primary key touched a table of the chunk (check its replica identity)", "no_key"
+	default:
+		if why := sn.commits.stale(w.openSeq, snap, mask); why != "" {
+			res.retry, res.retryKind = why, "stale_snapshot"
+		}
 	}
 	rels := make([]*relation, len(w.c.parts))
 	for i, m := range w.c.parts {
@@ -415,7 +383,7 @@ func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id
 		}
 		rels[i] = rel
 		if res.retry == "" && !sameColumns(rel, m.cols) {
-			res.retry = "the columns of " + m.name + " changed during the chunk"
+			res.retry, res.retryKind = "the columns of "+m.name+" changed during the chunk", "columns_changed"
 		}
 	}
 	if res.retry == "" {

@@ -222,6 +222,7 @@ func RequestResnapshot(ctx context.Context, cfg *config.Config, tables ...string
 type snapMetrics struct {
 	rows      *prometheus.CounterVec
 	remaining prometheus.Gauge
+	rereads   *prometheus.CounterVec
 }
 
 func newSnapMetrics(reg prometheus.Registerer, slot string) (*snapMetrics, error) {
@@ -234,19 +235,26 @@ func newSnapMetrics(reg prometheus.Registerer, slot string) (*snapMetrics, error
 		Name: "walhook_cdc_snapshot_remaining_tables", ConstLabels: labels,
 		Help: "Tables whose requested snapshot is not finished yet.",
 	})
-	m := &snapMetrics{rows: rows, remaining: remaining}
+	rereads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "walhook_cdc_snapshot_chunk_rereads_total", ConstLabels: labels,
+		Help: "Snapshot chunks read again, by reason: stale_snapshot (the read snapshot missed a transaction committed before the low watermark), not_handed_over, no_key, columns_changed.",
+	}, []string{"reason"})
+	m := &snapMetrics{rows: rows, remaining: remaining, rereads: rereads}
 	var errs []error
-	for i, c := range []prometheus.Collector{rows, remaining} {
+	for i, c := range []prometheus.Collector{rows, remaining, rereads} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
 				errs = append(errs, err)
 				continue
 			}
-			if i == 0 {
+			switch i {
+			case 0:
 				m.rows = are.ExistingCollector.(*prometheus.CounterVec)
-			} else {
+			case 1:
 				m.remaining = are.ExistingCollector.(prometheus.Gauge)
+			default:
+				m.rereads = are.ExistingCollector.(*prometheus.CounterVec)
 			}
 		}
 	}

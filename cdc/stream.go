@@ -304,6 +304,7 @@ func (st *streamer) row(ctx context.Context, t *txn, msg []byte, inStream bool) 
 	if rel == nil {
 		return fmt.Errorf("cdc: %s of relation %d before its Relation message (xid %d, commit LSN %s)", rc.op, rc.relID, t.xid, t.commitLSN)
 	}
+	t.tables |= tableBit(rel.id)
 	if st.snap != nil && st.snap.open > 0 {
 		st.snap.touchedRow(rel, &rc)
 	}

@@ -47,6 +47,7 @@ type txn struct {
 	touchIdx map[string]map[string]int
 	last     int             // index in touched of the root touched last, -1 before the first
 	refs     map[string]bool // reference topics written
+	tables   uint64          // tableBit of every table whose rows it changed (commitLog)
 }
 
 type rootTouch struct {
@@ -285,6 +286,9 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 		}
 	}
 	st.tr.close(t.ack, end)
+	if st.snap != nil {
+		st.snap.commits.add(t.xid, t.tables)
+	}
 	st.wmCommitted(t)
 	st.s.metrics.txns.Inc()
 	if t.span != nil {
