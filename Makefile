@@ -23,6 +23,7 @@ bench:
 ## chaos: long kill-and-restart runs, kept out of `make test`.
 chaos:
 	WALHOOK_CHAOS=1 $(GO) test -count=1 -timeout 60m -run 'Chaos|Kill|RootAtomic' $(PKGS)
+	$(GO) test -count=10 -timeout 30m -run 'TestSnapshot' ./cdc
 
 ## e2e: the whole-system proof: every stage a process, seeded workload, kill-and-restart nemesis on all stages.
 e2e:
