@@ -51,22 +51,61 @@ func (w *partWorker) restore(ctx context.Context) error {
 	return nil
 }
 
-// changelogEnd is the last stable offset of the changelog partition: everything below it is
-// decided (committed or aborted).
+// changelogEnd is the end of the changelog partition once nothing in it is undecided: its last
+// stable offset, waited for until it equals the high watermark. A previous owner killed inside a
+// transaction leaves that transaction open (until its transaction id is reused or the broker
+// aborts it at the transaction timeout), and a later owner's transactions commit above it: a
+// restore up to the last stable offset alone would miss those committed records and rebuild
+// stale state, repeating versions. Nobody else writes the partition while this worker owns it,
+// so the wait ends when the open transaction does.
 func (w *partWorker) changelogEnd(ctx context.Context) (int64, error) {
-	offs, err := kadm.NewClient(w.s.admin).ListCommittedOffsets(ctx, w.s.changelog)
-	if err != nil {
-		return 0, fmt.Errorf("root %s partition %d: list end offset of changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, err)
+	adm := kadm.NewClient(w.s.admin)
+	lookup := func(what string, offs kadm.ListedOffsets, err error) (int64, error) {
+		if err != nil {
+			return 0, fmt.Errorf("root %s partition %d: list %s of changelog %s: %w", w.rm.cfg.Table, w.partition, what, w.s.changelog, err)
+		}
+		o, ok := offs.Lookup(w.s.changelog, w.partition)
+		if !ok {
+			return 0, fmt.Errorf("root %s: changelog %s has no partition %d: it needs as many partitions as the change topic %s",
+				w.rm.cfg.Table, w.s.changelog, w.partition, w.rm.changeTopic)
+		}
+		if o.Err != nil {
+			return 0, fmt.Errorf("root %s partition %d: %s of changelog %s: %w", w.rm.cfg.Table, w.partition, what, w.s.changelog, o.Err)
+		}
+		return o.Offset, nil
 	}
-	o, ok := offs.Lookup(w.s.changelog, w.partition)
-	if !ok {
-		return 0, fmt.Errorf("root %s: changelog %s has no partition %d: it needs as many partitions as the change topic %s",
-			w.rm.cfg.Table, w.s.changelog, w.partition, w.rm.changeTopic)
+	waitStart := time.Now()
+	logged := false
+	for {
+		offs, err := adm.ListCommittedOffsets(ctx, w.s.changelog)
+		stable, err := lookup("last stable offset", offs, err)
+		if err != nil {
+			return 0, err
+		}
+		offs, err = adm.ListEndOffsets(ctx, w.s.changelog)
+		high, err := lookup("high watermark", offs, err)
+		if err != nil {
+			return 0, err
+		}
+		if stable >= high {
+			if logged {
+				w.log.Info("changelog transaction of a previous owner ended; restoring",
+					zap.Int64("changelog_end", high), zap.Duration("waited", time.Since(waitStart)))
+			}
+			return stable, nil
+		}
+		if !logged {
+			logged = true
+			w.log.Info("waiting for an open changelog transaction of a previous owner before restoring "+
+				"(it ends when that owner's transactional id is reused or at bubbleup.transaction_timeout)",
+				zap.Int64("last_stable_offset", stable), zap.Int64("high_watermark", high))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	if o.Err != nil {
-		return 0, fmt.Errorf("root %s partition %d: end offset of changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, o.Err)
-	}
-	return o.Offset, nil
 }
 
 func (w *partWorker) readChangelog(ctx context.Context, prefix []byte, end int64) (int64, error) {
