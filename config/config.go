@@ -43,6 +43,14 @@ type Kafka struct {
 	Brokers []string `yaml:"brokers"`
 	// ClientID identifies walhook to the brokers. Default "walhook".
 	ClientID string `yaml:"client_id"`
+	// InstanceID makes the consumer-group member of the bubbleup, deliver and comply stages
+	// static (Kafka's group.instance.id): a process that restarts with the same id replaces its
+	// killed incarnation as soon as it joins, instead of the group waiting for the dead member's
+	// session timeout; a process that stops does not leave its group, so its partitions wait for
+	// its return or for the stage's session_timeout. It must be unique among the processes of
+	// one stage. Env: WALHOOK_INSTANCE_ID (e.g. a StatefulSet pod name). Default "": dynamic
+	// membership.
+	InstanceID string `yaml:"instance_id"`
 	// TopicPrefix is put in front of every topic walhook creates. Default "walhook.".
 	TopicPrefix string `yaml:"topic_prefix"`
 	// Partitions of topics walhook creates. Default 6.

@@ -168,10 +168,11 @@ func TestConfigEnvOverridesWin(t *testing.T) {
 		"WALHOOK_REGISTRY_PASSWORD":   "sr-pw",
 		"WALHOOK_HTTP_LISTEN":         ":9999",
 		"WALHOOK_LOG_LEVEL":           "debug",
+		"WALHOOK_INSTANCE_ID":         "walhook-deliver-0 ",
 	}))
 	got := []string{cfg.Postgres.URL, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.SASL.Username, cfg.Kafka.SASL.Password,
-		cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Username, cfg.SchemaRegistry.Password, cfg.HTTP.Listen, cfg.Log.Level}
-	want := []string{"postgres://other@db:5432/x", "k1:9092,k2:9093", "svc", "pw", "https://sr:8081", "sr-user", "sr-pw", ":9999", "debug"}
+		cfg.SchemaRegistry.URL, cfg.SchemaRegistry.Username, cfg.SchemaRegistry.Password, cfg.HTTP.Listen, cfg.Log.Level, cfg.Kafka.InstanceID}
+	want := []string{"postgres://other@db:5432/x", "k1:9092,k2:9093", "svc", "pw", "https://sr:8081", "sr-user", "sr-pw", ":9999", "debug", "walhook-deliver-0"}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("override %d: got %q, want %q", i, got[i], want[i])
@@ -192,6 +193,23 @@ func TestConfigEnvProblemNamesTheVariable(t *testing.T) {
 	if p.Line != 0 || !strings.Contains(p.Message, "WALHOOK_BROKERS") {
 		t.Errorf("problem %+v should name WALHOOK_BROKERS and have no file line", p)
 	}
+}
+
+func TestConfigInstanceID(t *testing.T) {
+	if got := mustParse(t, minimal, noEnv).Kafka.InstanceID; got != "" {
+		t.Errorf("default kafka.instance_id = %q, want empty (dynamic membership)", got)
+	}
+	withID := strings.Replace(minimal, "  brokers:", "  instance_id: bubbleup-1\n  brokers:", 1)
+	if got := mustParse(t, withID, noEnv).Kafka.InstanceID; got != "bubbleup-1" {
+		t.Errorf("kafka.instance_id = %q, want bubbleup-1", got)
+	}
+	_, ve := parse(t, minimal, envOf(map[string]string{"WALHOOK_INSTANCE_ID": "pod/0"}))
+	p := findProblem(t, ve, "kafka.instance_id")
+	if !strings.Contains(p.Message, "WALHOOK_INSTANCE_ID") || !strings.Contains(p.Message, "pod/0") {
+		t.Errorf("problem %+v should name the value and WALHOOK_INSTANCE_ID", p)
+	}
+	_, ve = parse(t, minimal, envOf(map[string]string{"WALHOOK_INSTANCE_ID": strings.Repeat("a", 250)}))
+	findProblem(t, ve, "kafka.instance_id")
 }
 
 func TestConfigSeveralProblemsTogether(t *testing.T) {

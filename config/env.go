@@ -2,8 +2,9 @@ package config
 
 import "strings"
 
-// envVar binds one WALHOOK_* variable to the key it overrides. Only secrets and addresses have
-// variables: they differ per environment and must not live in a committed file.
+// envVar binds one WALHOOK_* variable to the key it overrides. Only secrets, addresses and the
+// per-process instance id have variables: they differ per environment or per process and must
+// not live in a committed file.
 type envVar struct {
 	name string
 	path string
@@ -15,6 +16,7 @@ func envVars() []envVar {
 	return []envVar{
 		{"WALHOOK_PG_URL", "postgres.url", func(c *Config, v string) { c.Postgres.URL = v }},
 		{"WALHOOK_BROKERS", "kafka.brokers", func(c *Config, v string) { c.Kafka.Brokers = splitList(v) }},
+		{"WALHOOK_INSTANCE_ID", "kafka.instance_id", func(c *Config, v string) { c.Kafka.InstanceID = strings.TrimSpace(v) }},
 		{"WALHOOK_KAFKA_SASL_USERNAME", "kafka.sasl.username", func(c *Config, v string) { c.Kafka.SASL.Username = v }},
 		{"WALHOOK_KAFKA_SASL_PASSWORD", "kafka.sasl.password", func(c *Config, v string) { c.Kafka.SASL.Password = v }},
 		{"WALHOOK_REGISTRY_URL", "schema_registry.url", func(c *Config, v string) { c.SchemaRegistry.URL = v }},

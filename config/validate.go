@@ -68,6 +68,10 @@ func (v *checker) postgres(p *Postgres) {
 // topicRE is the set of characters Kafka allows in topic names.
 var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
 
+// maxInstanceIDLen is the longest group.instance.id Kafka accepts; its characters are those of
+// topic names.
+const maxInstanceIDLen = 249
+
 func (v *checker) kafka(k *Kafka) {
 	if len(k.Brokers) == 0 {
 		v.add("kafka.brokers", "empty; list at least one broker as host:port, or set WALHOOK_BROKERS=host1:9092,host2:9092")
@@ -79,6 +83,9 @@ func (v *checker) kafka(k *Kafka) {
 	}
 	if !topicRE.MatchString(k.TopicPrefix) {
 		v.add("kafka.topic_prefix", "%q has characters Kafka does not allow in topic names; use letters, digits, '.', '_' and '-'", k.TopicPrefix)
+	}
+	if k.InstanceID != "" && (len(k.InstanceID) > maxInstanceIDLen || !topicRE.MatchString(k.InstanceID)) {
+		v.add("kafka.instance_id", "%q is not a valid group instance id; use at most %d letters, digits, '.', '_' and '-', unique per process of a stage (e.g. the pod name), or leave it empty for dynamic membership", k.InstanceID, maxInstanceIDLen)
 	}
 	if k.Partitions < 1 {
 		v.add("kafka.partitions", "%d; must be at least 1 (default 6)", k.Partitions)

@@ -26,7 +26,7 @@ func (s *Stage) loop(ctx context.Context) error {
 	}
 	workers := map[topicPartition]*partWorker{}
 	defer func() {
-		sess.Close() // leaves the group; the revoke callback only queues
+		sess.Close() // leaves the group (a static member stays); the revoke callback only queues
 		for _, w := range workers {
 			w.stop()
 		}
@@ -123,7 +123,7 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(s.groupID+"-"+randomSuffix()),
+		kgo.TransactionalID(kafkaconn.TransactionalID(s.cfg.Kafka, s.groupID, randomSuffix)),
 		kgo.TransactionTimeout(s.cfg.BubbleUp.TransactionTimeout),
 		kgo.RecordPartitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.OnPartitionsRevoked(onRevoked),
@@ -131,7 +131,7 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsAssigned(s.reemitAssigned),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
-	opts = append(opts, kafkaconn.GroupTimeouts(s.cfg.BubbleUp.SessionTimeout)...)
+	opts = append(opts, kafkaconn.GroupOpts(s.cfg.Kafka, s.cfg.BubbleUp.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consumer group %s: %w", s.groupID, err)

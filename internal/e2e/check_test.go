@@ -351,7 +351,7 @@ func checkDeliveries(rep *report, exp *expected, obs *observed, subs []*sub) {
 			if id := webhook.MessageID(s.uuid, rootType, key, version); req.Header.Get("webhook-id") != id {
 				rep.fail("deliveries: %s: webhook-id %q, want %q", at, req.Header.Get("webhook-id"), id)
 			}
-			if err := verify(s.secret, req.Body, req.Header); err != nil {
+			if err := verify(s.secret, req.Body, req.Header, req.At); err != nil {
 				rep.fail("deliveries: %s: signature: %v", at, err)
 			}
 			snap := obs.snapshot(key, version)
@@ -396,12 +396,26 @@ func checkDeliveries(rep *report, exp *expected, obs *observed, subs []*sub) {
 	}
 }
 
-func verify(secret string, body []byte, h http.Header) error {
+// verify checks a request the way its receiver did when it arrived at at: the signature, and a
+// webhook-timestamp within the Standard Webhooks tolerance of at. The library's Verify measures
+// the tolerance from now, which fails every early delivery of a run longer than the tolerance.
+func verify(secret string, body []byte, h http.Header, at time.Time) error {
 	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
 		return err
 	}
-	return wh.Verify(body, h)
+	if err := wh.VerifyIgnoringTimestamp(body, h); err != nil {
+		return err
+	}
+	sec, err := strconv.ParseInt(h.Get(standardwebhooks.HeaderWebhookTimestamp), 10, 64)
+	if err != nil {
+		return fmt.Errorf("webhook-timestamp %q: %v", h.Get(standardwebhooks.HeaderWebhookTimestamp), err)
+	}
+	const tolerance = 5 * time.Minute // the library's, for receivers
+	if d := at.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("webhook-timestamp %s is %s from the receipt at %s, beyond the %s tolerance", time.Unix(sec, 0).Format(time.RFC3339), d, at.Format(time.RFC3339), tolerance)
+	}
+	return nil
 }
 
 // payloadSQL renders every live root the way the contract's payload shows it: root columns

@@ -36,10 +36,13 @@ const (
 	envRate     = "WALHOOK_E2E_RATE"     // transactions per second per tenant; default 15
 	// envKill names the stages the nemesis kills: "all", or a comma-separated list of cdc,
 	// bubbleup-1, bubbleup-2, deliver, comply. Default: all with WALHOOK_E2E_DURATION set, cdc
-	// alone in the short variant, because a SIGKILLed consumer-group member stalls its group for
-	// the session or rebalance timeout: deliver.session_timeout (10 s) for deliver, franz-go's
-	// 45 s / 60 s still for bubbleup and comply, which the short budget cannot hold.
+	// alone in the short variant, because a SIGKILLed consumer-group member can stall its group
+	// until its restart replaces it or its session times out (10 s by default), which the short
+	// budget cannot hold.
 	envKill = "WALHOOK_E2E_KILL"
+	// envKeep is a directory a failed run's directory (stage logs, broker data, bubbleup state,
+	// PostgreSQL) is copied into before it is removed; default: not kept.
+	envKeep = "WALHOOK_E2E_KEEP"
 )
 
 var tenants = []string{"t1", "t2", "t3"} // t3 has no subscription at all
@@ -167,6 +170,21 @@ type system struct {
 
 func startSystem(t *testing.T, seed uint64) *system {
 	s := &system{dir: t.TempDir()}
+	if keep := os.Getenv(envKeep); keep != "" {
+		// Registered right after TempDir, so it runs after every process and the broker are gone
+		// and before the directory is removed.
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			dst := filepath.Join(keep, fmt.Sprintf("e2e-%d", seed))
+			if out, err := exec.Command("cp", "-a", s.dir, dst).CombinedOutput(); err != nil {
+				t.Logf("%s: copy %s to %s: %v: %s", envKeep, s.dir, dst, err, out)
+				return
+			}
+			t.Logf("run directory kept in %s", dst)
+		})
+	}
 	built := make(chan error, 1)
 	s.bin = filepath.Join(s.dir, "walhook")
 	go func() { built <- goBuild(s.bin) }() // in parallel with PostgreSQL's initdb

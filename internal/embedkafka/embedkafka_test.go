@@ -170,6 +170,23 @@ func TestCompactionByBrokerConfig(t *testing.T) {
 	t.Logf("compacted by the broker's cleaner within %v", time.Since(start).Round(10*time.Millisecond))
 }
 
+func TestNoCompaction(t *testing.T) {
+	t.Parallel()
+	env := kafkatest.Start(t, kafkatest.WithOptions(embedkafka.Options{CleanerBackoff: embedkafka.NoCompaction}))
+	env.RequireCluster(t)
+	compact := "compact"
+	topic := kafkatest.CreateTopic(t, env, "compact", 1, map[string]*string{"cleanup.policy": &compact})
+	produce(t, kafkatest.Client(t, env), topic, "k", "old", "k", "new", "last", "x")
+	time.Sleep(5 * embedkafka.CleanerBackoff)
+	recs, err := readAll(env, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := values(recs); !equal(got, []string{"old", "new", "x"}) {
+		t.Fatalf("with NoCompaction the topic holds %v, want [old new x]", got)
+	}
+}
+
 func TestCompactOnDemand(t *testing.T) {
 	t.Parallel()
 	env := kafkatest.Start(t)

@@ -13,9 +13,17 @@ import (
 )
 
 // CleanerBackoff is how often the embedded broker compacts topics with
-// cleanup.policy=compact (kfake's log.cleaner.backoff.ms). kfake's own default
-// is one hour, far too slow for dev and tests.
+// cleanup.policy=compact (kfake's log.cleaner.backoff.ms) unless
+// Options.CleanerBackoff says otherwise. kfake's own default is one hour, far
+// too slow for dev and tests.
 const CleanerBackoff = time.Second
+
+// NoCompaction as Options.CleanerBackoff keeps kfake from ever compacting.
+const NoCompaction time.Duration = -1
+
+// neverMs is the log.cleaner.backoff.ms of NoCompaction: about 30 years, still
+// a positive time.Duration when kfake multiplies it by a millisecond.
+const neverMs = int64(1e12)
 
 // Options configures Start. The zero value is an in-memory broker on a free
 // port with a registry on another free port.
@@ -35,6 +43,18 @@ type Options struct {
 	// NumBrokers is how many brokers the cluster runs; 0 means 1. With more
 	// than one, Port fixes only the first broker's port.
 	NumBrokers int
+	// CleanerBackoff is how often compacted topics are compacted; 0 means
+	// CleanerBackoff, NoCompaction (any negative value) never. kfake's
+	// compaction ignores open transactions (see the package doc): a run that
+	// kills transactional writers of compacted topics needs NoCompaction.
+	CleanerBackoff time.Duration
+	// ExpireSilentMembers, when positive, removes a member of a Stable
+	// classic consumer group that sent no group request (JoinGroup,
+	// SyncGroup, Heartbeat, OffsetCommit, TxnOffsetCommit) for that long:
+	// kfake sometimes never expires a member killed inside JoinGroup (see the
+	// package doc). Keep it well above the clients' session timeouts; live
+	// members heartbeat several times per session. 0 leaves expiry to kfake.
+	ExpireSilentMembers time.Duration
 	// Logger receives kfake's warnings and errors and the registry's
 	// journal messages; nil discards them.
 	Logger *zap.Logger
@@ -46,6 +66,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.NumBrokers == 0 {
 		o.NumBrokers = 1
+	}
+	if o.CleanerBackoff == 0 {
+		o.CleanerBackoff = CleanerBackoff
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -67,6 +90,9 @@ func (o Options) validate() error {
 	if o.NumBrokers < 0 {
 		errs = append(errs, fmt.Errorf("embedkafka: NumBrokers %d is negative: use 0 for one broker or a positive count", o.NumBrokers))
 	}
+	if o.ExpireSilentMembers < 0 {
+		errs = append(errs, fmt.Errorf("embedkafka: ExpireSilentMembers %s is negative: use 0 to leave expiry to kfake or a duration above the session timeouts", o.ExpireSilentMembers))
+	}
 	return errors.Join(errs...)
 }
 
@@ -75,7 +101,8 @@ func (o Options) validate() error {
 type Stack struct {
 	cluster  *kfake.Cluster
 	brokers  []string
-	registry *registry // nil when disabled
+	registry *registry    // nil when disabled
+	watch    *memberWatch // nil without Options.ExpireSilentMembers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -100,9 +127,18 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("embedkafka: start broker on 127.0.0.1:%d: %w; %s", opts.Port, err, fix)
 	}
 	s := &Stack{cluster: cluster, brokers: cluster.ListenAddrs()}
+	if opts.ExpireSilentMembers > 0 {
+		if s.watch, err = startMemberWatch(cluster, s.brokers, opts.ExpireSilentMembers, opts.Logger.Named("members")); err != nil {
+			cluster.Close()
+			return nil, fmt.Errorf("embedkafka: member expiry client: %w", err)
+		}
+	}
 	if opts.RegistryPort >= 0 {
 		s.registry, err = startRegistry(ctx, opts)
 		if err != nil {
+			if s.watch != nil {
+				s.watch.stop()
+			}
 			cluster.Close()
 			return nil, err
 		}
@@ -123,13 +159,21 @@ func clusterOpts(opts Options) []kfake.Opt {
 		kfake.DefaultNumPartitions(int(opts.Partitions)),
 		kfake.ClusterID("walhook-embedded"),
 		kfake.BrokerConfigs(map[string]string{
-			"log.cleaner.backoff.ms": strconv.FormatInt(CleanerBackoff.Milliseconds(), 10),
+			"log.cleaner.backoff.ms": strconv.FormatInt(cleanerBackoffMs(opts.CleanerBackoff), 10),
 		}),
 	}
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
 	}
 	return kopts
+}
+
+// cleanerBackoffMs is kfake's log.cleaner.backoff.ms for d (after withDefaults).
+func cleanerBackoffMs(d time.Duration) int64 {
+	if d < 0 {
+		return neverMs
+	}
+	return max(d.Milliseconds(), 1)
 }
 
 // Brokers returns the seed addresses, "127.0.0.1:PORT" per broker.
@@ -149,11 +193,15 @@ func (s *Stack) RegistryURL() string {
 // on a real Kafka.
 func (s *Stack) Cluster() *kfake.Cluster { return s.cluster }
 
-// Close stops the registry HTTP server (waiting for its goroutine), closes
-// the registry journal, then closes the cluster, which persists its state
-// when DataDir is set. It is idempotent and returns the first call's error.
+// Close stops the member expiry (waiting for its goroutine), the registry
+// HTTP server (waiting for its goroutine), closes the registry journal, then
+// closes the cluster, which persists its state when DataDir is set. It is
+// idempotent and returns the first call's error.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
+		if s.watch != nil {
+			s.watch.stop()
+		}
 		if s.registry != nil {
 			s.closeErr = s.registry.close()
 		}

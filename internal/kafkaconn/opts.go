@@ -93,6 +93,33 @@ func saslMechanism(s config.SASL) (sasl.Mechanism, error) {
 	}
 }
 
+// GroupOpts are the consumer-group options of every walhook stage: GroupTimeouts(session) and,
+// when kafka.instance_id is set, static membership (kgo.InstanceID). A static member that
+// restarts with the same id replaces its previous incarnation at once, which the group would
+// otherwise hold until its session expired. It also replaces an incarnation the broker failed to
+// expire: kfake keeps a member whose connection died while its JoinGroup was parked (the reply
+// fails, so no session timer is ever armed) for as long as the group stays Stable.
+func GroupOpts(cfg config.Kafka, session time.Duration) []kgo.Opt {
+	opts := GroupTimeouts(session)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	return opts
+}
+
+// TransactionalID is the transactional id of a stage's group session: group + "-" + the
+// instance id when kafka.instance_id is set, so a restarted process's InitProducerID aborts the
+// open transaction its killed incarnation left behind (instead of that transaction holding back
+// read_committed readers, and the last stable offset of the stage's changelog, until its
+// transaction timeout); otherwise group + "-" + random, unique per process. random is only
+// called without an instance id.
+func TransactionalID(cfg config.Kafka, group string, random func() string) string {
+	if cfg.InstanceID != "" {
+		return group + "-" + cfg.InstanceID
+	}
+	return group + "-" + random()
+}
+
 // GroupTimeouts are the consumer-group timeouts of every walhook stage: a SIGKILLed member never
 // leaves its group, so its partitions wait out the session timeout (franz-go's default 45 s);
 // the rebalance timeout is the same bound for a live member to rejoin, and members heartbeat ten

@@ -70,11 +70,11 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(s.groupID+"-"+randomSuffix()),
+		kgo.TransactionalID(kafkaconn.TransactionalID(s.cfg.Kafka, s.groupID, randomSuffix)),
 		kgo.TransactionTimeout(s.cfg.Compliance.TransactionTimeout),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
-	opts = append(opts, kafkaconn.GroupTimeouts(s.cfg.Compliance.SessionTimeout)...)
+	opts = append(opts, kafkaconn.GroupOpts(s.cfg.Kafka, s.cfg.Compliance.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: consumer group %s: %w", s.groupID, err)

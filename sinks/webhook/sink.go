@@ -256,7 +256,7 @@ func (s *Sink) connectKafka(ctx context.Context) error {
 	// kfake) kept a group rebalancing for minutes under repeated kills. Both are
 	// deliver.session_timeout; the sink rejoins within it because pollLoop never blocks
 	// and revoked is bounded by revokeBudget.
-	opts = append(opts, kafkaconn.GroupTimeouts(s.cfg.Deliver.SessionTimeout)...)
+	opts = append(opts, kafkaconn.GroupOpts(s.cfg.Kafka, s.cfg.Deliver.SessionTimeout)...)
 	if s.cl, err = kgo.NewClient(append(opts, s.kopts...)...); err != nil {
 		return fmt.Errorf("webhook: kafka client: %w", err)
 	}
