@@ -111,3 +111,71 @@ func sampleState(t testing.TB) *rootState {
 	}
 	return st
 }
+
+// TestRestoreWaitsForOpenChangelogTransaction: a previous owner killed inside a transaction left
+// it open in the changelog, and the next owner committed a transaction above it. A restore must
+// not stop at the last stable offset (it would miss the committed root and rebuild stale
+// state): it waits until the open transaction ends, then restores everything committed.
+func TestRestoreWaitsForOpenChangelogTransaction(t *testing.T) {
+	env := kafkatest.Start(t)
+	cfg := testConfig(t, env, demoModel)
+	s, err := New(cfg, WithRegistry(testRegistry(t, env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.admin = kafkatest.Client(t, env)
+	if _, err := s.ensureTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closeDB, err := s.openState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeDB() })
+	val, err := encodeState(sampleState(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := s.roots[0]
+	owner := func(id, root string) *kgo.Client {
+		cl := kafkatest.Client(t, env, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID(id))
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Topic: s.changelog, Partition: 0, Key: changelogKey(rm.cfg.EventPrefix, root), Value: val}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	dead := owner("killed-owner", "lost") // stays open: its process is gone
+	next := owner("next-owner", "kept")
+	if err := next.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+
+	w := s.startWorker(rm, 0)
+	defer w.stop()
+	done := make(chan error, 1)
+	go w.do(func() { done <- w.restore(ctx) })
+	select {
+	case err := <-done:
+		t.Fatalf("restore returned (err %v, %d roots) while a transaction below a committed one is open", err, w.roots)
+	case <-time.After(time.Second):
+	}
+	if err := dead.EndTransaction(ctx, kgo.TryAbort); err != nil { // the broker's transaction timeout, sooner
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("restore still waits after the open transaction was aborted")
+	}
+	if w.roots != 1 {
+		t.Fatalf("restored %d roots, want 1 (the committed one)", w.roots)
+	}
+}
