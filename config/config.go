@@ -148,7 +148,9 @@ type BubbleUp struct {
 	// EmitReads makes rows of the initial snapshot (op read) emit "created" snapshots, one per
 	// root. Default false: they only build state.
 	EmitReads bool `yaml:"emit_reads"`
-	// TransactionTimeout is the Kafka transaction timeout of the stage's producer. Default 60s.
+	// TransactionTimeout is the Kafka transaction timeout of the stage's producer. It also bounds
+	// how long a partition's new owner waits, before restoring, for a transaction a killed owner
+	// left open (a restarted static member aborts it at once). Default 60s.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxPollRecords bounds the records consumed in one Kafka transaction. Default 10000.
 	MaxPollRecords int `yaml:"max_poll_records"`

@@ -159,11 +159,16 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("pipeline: begin transaction: %w", err)
 	}
+	// End runs on its own deadline: a shutdown in the middle still commits or aborts, so the
+	// next owner's restore (which waits for open changelog transactions) does not wait for the
+	// broker to time this one out.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.BubbleUp.TransactionTimeout)
+	defer cancel()
 	involved := make(map[topicPartition]*partWorker, len(batches))
 	for tp := range batches {
 		w, err := s.worker(ctx, workers, tp)
 		if err != nil {
-			_, _ = sess.End(ctx, kgo.TryAbort)
+			_, _ = sess.End(endCtx, kgo.TryAbort)
 			return err
 		}
 		involved[tp] = w
@@ -187,7 +192,7 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 		procErr = errors.Join(procErr, r.err)
 	}
 	if procErr != nil {
-		_, _ = sess.End(ctx, kgo.TryAbort)
+		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
 		return fmt.Errorf("pipeline: %w", procErr)
 	}
@@ -196,14 +201,14 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	// to, so a record that failed in End's own flush would be lost with its offsets committed.
 	// (End then has nothing left to flush; this costs no round trip.)
 	if err := sess.Client().Flush(ctx); err != nil {
-		_, _ = sess.End(ctx, kgo.TryAbort)
+		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
 		return fmt.Errorf("pipeline: flush transaction: %w", err)
 	}
 	mu.Lock()
-	tryCommit := produceErr == nil
+	tryCommit := produceErr == nil && ctx.Err() == nil
 	mu.Unlock()
-	committed, err := sess.End(ctx, kgo.TransactionEndTry(tryCommit))
+	committed, err := sess.End(endCtx, kgo.TransactionEndTry(tryCommit))
 	s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err == nil && produceErr != nil {
 		s.log.Warn("transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
