@@ -32,13 +32,38 @@ func (e *env) waitSnapshots() {
 }
 
 func remainingTables(g prometheus.Gatherer) float64 {
-	mfs, _ := g.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == "walhook_cdc_snapshot_remaining_tables" && len(mf.Metric) > 0 {
-			return mf.Metric[0].GetGauge().GetValue()
-		}
+	if v, ok := gathered(g, "walhook_cdc_snapshot_remaining_tables"); ok {
+		return v
 	}
 	return -1
+}
+
+// gathered is the value of the first gauge or counter named name whose labels include the
+// given name/value pairs.
+func gathered(g prometheus.Gatherer, name string, labelPairs ...string) (float64, bool) {
+	mfs, _ := g.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.Metric {
+			have := map[string]string{}
+			for _, l := range m.Label {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labelPairs); i += 2 {
+				if have[labelPairs[i]] != labelPairs[i+1] {
+					continue next
+				}
+			}
+			if m.Gauge != nil {
+				return m.GetGauge().GetValue(), true
+			}
+			return m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
 }
 
 // snapProgressOf reads the recorded snapshot progress from the state topic.

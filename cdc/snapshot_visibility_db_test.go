@@ -137,18 +137,6 @@ func TestSnapshotSeesCommitsBeforeLowWatermark(t *testing.T) {
 }
 
 func staleRereads(g prometheus.Gatherer) float64 {
-	mfs, _ := g.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "walhook_cdc_snapshot_chunk_rereads_total" {
-			continue
-		}
-		for _, m := range mf.Metric {
-			for _, l := range m.Label {
-				if l.GetName() == "reason" && l.GetValue() == "stale_snapshot" {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	v, _ := gathered(g, "walhook_cdc_snapshot_chunk_rereads_total", "reason", "stale_snapshot")
+	return v
 }

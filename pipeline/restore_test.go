@@ -25,21 +25,17 @@ func TestRestore100kRoots(t *testing.T) {
 	}
 }
 
-// restoreRoots writes roots changelog records to partition 0 (an incident with three timeline
-// rows each, ~1.5 KiB of state), restores the partition into a fresh worker, checks every root
-// is there and returns how long the restore took. beforeRestore, when set, runs just before it
-// (a benchmark starts its timer there).
-func restoreRoots(tb testing.TB, roots int, beforeRestore func()) time.Duration {
+// restoreStage is a stage with its topics and state store, not running: a test drives one of
+// its partition workers directly.
+func restoreStage(tb testing.TB) (*kafkatest.Env, *Stage) {
 	tb.Helper()
 	env := kafkatest.Start(tb)
-	cfg := testConfig(tb, env, demoModel)
-	s, err := New(cfg, WithRegistry(testRegistry(tb, env)))
+	s, err := New(testConfig(tb, env, demoModel), WithRegistry(testRegistry(tb, env)))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx := context.Background()
 	s.admin = kafkatest.Client(tb, env)
-	if _, err := s.ensureTopics(ctx); err != nil {
+	if _, err := s.ensureTopics(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	closeDB, err := s.openState()
@@ -47,7 +43,17 @@ func restoreRoots(tb testing.TB, roots int, beforeRestore func()) time.Duration 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = closeDB() })
+	return env, s
+}
 
+// restoreRoots writes roots changelog records to partition 0 (an incident with three timeline
+// rows each, ~1.5 KiB of state), restores the partition into a fresh worker, checks every root
+// is there and returns how long the restore took. beforeRestore, when set, runs just before it
+// (a benchmark starts its timer there).
+func restoreRoots(tb testing.TB, roots int, beforeRestore func()) time.Duration {
+	tb.Helper()
+	env, s := restoreStage(tb)
+	ctx := context.Background()
 	st := sampleState(tb)
 	val, err := encodeState(st)
 	if err != nil {
@@ -117,22 +123,8 @@ func sampleState(t testing.TB) *rootState {
 // not stop at the last stable offset (it would miss the committed root and rebuild stale
 // state): it waits until the open transaction ends, then restores everything committed.
 func TestRestoreWaitsForOpenChangelogTransaction(t *testing.T) {
-	env := kafkatest.Start(t)
-	cfg := testConfig(t, env, demoModel)
-	s, err := New(cfg, WithRegistry(testRegistry(t, env)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, s := restoreStage(t)
 	ctx := context.Background()
-	s.admin = kafkatest.Client(t, env)
-	if _, err := s.ensureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	closeDB, err := s.openState()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = closeDB() })
 	val, err := encodeState(sampleState(t))
 	if err != nil {
 		t.Fatal(err)
