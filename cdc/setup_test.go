@@ -60,7 +60,11 @@ func TestSetupErrorsCarryTheFix(t *testing.T) {
 		if err := r.stop(); err != nil {
 			t.Fatal(err)
 		}
-		e.exec(`SELECT pg_drop_replication_slot('walhook')`)
+		// The walsender lets go of the slot a moment after the stage's connection closed.
+		kafkatest.Eventually(t, 10*time.Second, func() error {
+			_, err := e.db.Exec(context.Background(), `SELECT pg_drop_replication_slot('walhook')`)
+			return err
+		})
 		wantErr(t, e.runErr(), "replication slot walhook is gone", "walhook cdc resnapshot")
 	})
 }
