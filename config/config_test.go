@@ -3,6 +3,7 @@ package config_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -190,8 +191,32 @@ func TestConfigEnvEmptyListenDisables(t *testing.T) {
 func TestConfigEnvProblemNamesTheVariable(t *testing.T) {
 	_, ve := parse(t, minimal, envOf(map[string]string{"WALHOOK_BROKERS": "nohost"}))
 	p := findProblem(t, ve, "kafka.brokers[0]")
-	if p.Line != 0 || !strings.Contains(p.Message, "WALHOOK_BROKERS") {
+	if p.Line != 0 || p.Origin != "WALHOOK_BROKERS (environment)" {
 		t.Errorf("problem %+v should name WALHOOK_BROKERS and have no file line", p)
+	}
+	// The file is not blamed: the line starts with the variable, not with walhook.yaml.
+	if want := `WALHOOK_BROKERS (environment): kafka.brokers[0]: "nohost" is not host:port`; !strings.HasPrefix(ve.Error(), want) {
+		t.Errorf("problem printed as %q, want it to start with %q", ve.Error(), want)
+	}
+	_, ve = parse(t, strings.Replace(minimal, "  brokers:", "  sasl: {mechanism: PLAIN, username: u}\n  brokers:", 1),
+		envOf(map[string]string{"WALHOOK_KAFKA_SASL_PASSWORD": ""}))
+	if p := findProblem(t, ve, "kafka.sasl.password"); p.Origin != "WALHOOK_KAFKA_SASL_PASSWORD (environment, set but empty)" {
+		t.Errorf("an empty variable should be named as set but empty: %+v", p)
+	}
+}
+
+func TestConfigFlagOverridesWinAndAreNamed(t *testing.T) {
+	opts := envOf(map[string]string{"WALHOOK_PG_URL": "postgres://env@db/x", "WALHOOK_BROKERS": "env:9092"})
+	opts.Overrides = []config.Override{{Flag: "--pg-url", Env: "WALHOOK_PG_URL", Value: "postgres://flag@db/x"},
+		{Flag: "--brokers", Env: "WALHOOK_BROKERS", Value: "a:1, b:2"}}
+	cfg := mustParse(t, minimal, opts)
+	if cfg.Postgres.URL != "postgres://flag@db/x" || strings.Join(cfg.Kafka.Brokers, ",") != "a:1,b:2" {
+		t.Errorf("flags should win over the environment and the file: %q %v", cfg.Postgres.URL, cfg.Kafka.Brokers)
+	}
+	opts.Overrides = []config.Override{{Flag: "--brokers", Env: "WALHOOK_BROKERS", Value: "nohost"}}
+	_, ve := parse(t, minimal, opts)
+	if p := findProblem(t, ve, "kafka.brokers[0]"); p.Origin != "--brokers (flag)" || p.Line != 0 {
+		t.Errorf("problem %+v should name --brokers", p)
 	}
 }
 
@@ -205,11 +230,111 @@ func TestConfigInstanceID(t *testing.T) {
 	}
 	_, ve := parse(t, minimal, envOf(map[string]string{"WALHOOK_INSTANCE_ID": "pod/0"}))
 	p := findProblem(t, ve, "kafka.instance_id")
-	if !strings.Contains(p.Message, "WALHOOK_INSTANCE_ID") || !strings.Contains(p.Message, "pod/0") {
+	if p.Origin != "WALHOOK_INSTANCE_ID (environment)" || !strings.Contains(p.Message, "pod/0") {
 		t.Errorf("problem %+v should name the value and WALHOOK_INSTANCE_ID", p)
 	}
 	_, ve = parse(t, minimal, envOf(map[string]string{"WALHOOK_INSTANCE_ID": strings.Repeat("a", 250)}))
 	findProblem(t, ve, "kafka.instance_id")
+}
+
+// TestConfigDecodeAndValidationProblemsInOnePass: an unknown key and a mistyped value do not
+// hide the problems validation finds, so one run lists everything.
+func TestConfigDecodeAndValidationProblemsInOnePass(t *testing.T) {
+	yaml := `postgres:
+  url: postgres://walhook@localhost:5432/app
+  slots: walhook
+kafka:
+  brokers: 9092
+cdc:
+  status_interval: 5
+log:
+  level: loud
+model:
+  roots:
+    - table: incident.instance
+      snapshot_form: diff
+`
+	_, ve := parse(t, yaml, noEnv)
+	want := []string{
+		`walhook.yaml:3: postgres.slots: unknown key "slots"; did you mean "slot"?`,
+		"walhook.yaml:5: kafka.brokers: cannot unmarshal",
+		"walhook.yaml:7: cdc.status_interval: cannot unmarshal !!int `5` into time.Duration; write a Go duration string",
+		`walhook.yaml:9: log.level: "loud" is not a level`,
+		"walhook.yaml:12: model.roots[0].key: missing",
+		`walhook.yaml:13: model.roots[0].snapshot_form: "diff" is not a snapshot form`,
+	}
+	lines := strings.Split(ve.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(lines), len(want), ve)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], w)
+		}
+	}
+}
+
+// TestConfigSyntaxErrorLine: broken YAML is reported on the line that breaks it, not on the
+// line of the mapping around it (yaml.v3's own line).
+func TestConfigSyntaxErrorLine(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		line       int
+	}{
+		{"tab indentation", "postgres:\n  url: postgres://db/x\n\tslot: a\n", 3},
+		{"unclosed flow mapping", "postgres:\n  url: postgres://db/x\nkafka: {brokers: [k:9092]\nmodel: {}\n", 3},
+		{"unclosed quote", "postgres:\n  url: postgres://db/x\n  slot: \"a\nkafka:\n  brokers: [k:1]\n", 3},
+		{"mapping value in a scalar", "postgres:\n  url: postgres://db/x\nkafka:\n  brokers: a: b\n", 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ve := parse(t, tc.yaml, noEnv)
+			if ve == nil || len(ve.Problems) != 1 || ve.Problems[0].Line != tc.line || !strings.HasPrefix(ve.Problems[0].Message, "invalid YAML: ") {
+				t.Fatalf("want one invalid-YAML problem on line %d, got:\n%v", tc.line, ve)
+			}
+		})
+	}
+}
+
+func TestConfigStarterValidates(t *testing.T) {
+	cfg := mustParse(t, config.Starter, noEnv)
+	if len(cfg.Model.Roots) != 1 || cfg.Deliver.AllowLoopback {
+		t.Errorf("starter: %d roots, allow_loopback %t; want the demo root and loopback refused", len(cfg.Model.Roots), cfg.Deliver.AllowLoopback)
+	}
+	if !strings.Contains(config.Starter, "# ") {
+		t.Error("the starter file has no comments")
+	}
+}
+
+func TestConfigFind(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	env := map[string]string{}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if _, _, err := config.Find("", lookup); !errors.Is(err, config.ErrNoConfig) || !strings.Contains(err.Error(), "WALHOOK_CONFIG") {
+		t.Fatalf("no file anywhere: %v", err)
+	}
+	if err := os.WriteFile("walhook.yaml", []byte(minimal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if path, how, err := config.Find("", lookup); err != nil || path != "walhook.yaml" || how != "./walhook.yaml" {
+		t.Errorf("./walhook.yaml: %q %q %v", path, how, err)
+	}
+	other := filepath.Join(dir, "other.yaml")
+	if err := os.WriteFile(other, []byte(minimal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env["WALHOOK_CONFIG"] = other
+	if path, how, err := config.Find("", lookup); err != nil || path != other || how != "WALHOOK_CONFIG" {
+		t.Errorf("WALHOOK_CONFIG wins over ./walhook.yaml: %q %q %v", path, how, err)
+	}
+	if path, _, err := config.Find("walhook.yaml", lookup); err != nil || path != "walhook.yaml" {
+		t.Errorf("--config wins over WALHOOK_CONFIG: %q %v", path, err)
+	}
+	env["WALHOOK_CONFIG"] = filepath.Join(dir, "gone.yaml")
+	if _, _, err := config.Find("", lookup); err == nil || !strings.Contains(err.Error(), "WALHOOK_CONFIG="+env["WALHOOK_CONFIG"]) {
+		t.Errorf("a missing WALHOOK_CONFIG file should be named with the variable: %v", err)
+	}
 }
 
 func TestConfigSeveralProblemsTogether(t *testing.T) {

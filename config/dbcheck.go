@@ -23,6 +23,33 @@ const DBConnectTimeout = 5 * time.Second
 // a *ValidationError, with the config file's lines; an unreachable database is one problem.
 // wal_level and the publication are left to the cdc stage, which creates what it can.
 func CheckDatabase(ctx context.Context, cfg *Config, pgURL string) error {
+	_, err := CheckDatabaseReport(ctx, cfg, pgURL)
+	return err
+}
+
+// DatabaseCheck says what CheckDatabaseReport compared the model with, so `walhook config
+// validate --pg-url` can say what it checked rather than a bare "ok".
+type DatabaseCheck struct {
+	Server   string // host:port
+	Database string
+	User     string
+	Version  string // server_version
+	// WALLevel is the server's wal_level; walhook cdc needs logical.
+	WALLevel string
+	// Replication reports whether User may open a replication connection (REPLICATION or
+	// superuser), which walhook cdc needs.
+	Replication bool
+	// Tables, Columns and Keys count what was found and checked: the model's tables, every
+	// column it names, and every key (root, subordinate and reference keys).
+	Tables, Columns, Keys int
+	// Warnings are what would stop walhook cdc on this server although the model matches:
+	// wal_level and the REPLICATION attribute.
+	Warnings []string
+}
+
+// CheckDatabaseReport is CheckDatabase that also returns what it checked. The report is nil when
+// the database could not be reached.
+func CheckDatabaseReport(ctx context.Context, cfg *Config, pgURL string) (*DatabaseCheck, error) {
 	fromConfig := pgURL == "" || pgURL == cfg.Postgres.URL
 	if pgURL == "" {
 		pgURL = cfg.Postgres.URL
@@ -33,18 +60,30 @@ func CheckDatabase(ctx context.Context, cfg *Config, pgURL string) error {
 		if fromConfig { // else the file's line would point at a URL that was not used
 			*p = cfg.src.problem(p.Path, p.Message)
 		}
-		return cfg.dbProblems([]Problem{*p})
+		return nil, cfg.dbProblems([]Problem{*p})
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	report := &DatabaseCheck{Server: hostPort(conn.Config()), Database: conn.Config().Database, User: conn.Config().User}
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('wal_level'),
+		(SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)`).
+		Scan(&report.Version, &report.WALLevel, &report.Replication); err != nil {
+		return nil, fmt.Errorf("read the settings of %s: %w", report.Server, err)
+	}
+	if report.WALLevel != "logical" {
+		report.Warnings = append(report.Warnings, fmt.Sprintf("wal_level is %s: walhook cdc needs logical; run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL", report.WALLevel))
+	}
+	if !report.Replication {
+		report.Warnings = append(report.Warnings, fmt.Sprintf("user %s has no REPLICATION attribute: walhook cdc needs it; run ALTER ROLE %s REPLICATION", report.User, report.User))
+	}
 	cat, err := loadCatalog(ctx, conn, cfg.Model.Tables())
 	if err != nil {
-		return fmt.Errorf("read the catalog of %s: %w", hostPort(conn.Config()), err)
+		return nil, fmt.Errorf("read the catalog of %s: %w", report.Server, err)
 	}
-	d := &dbChecker{cat: cat, checker: checker{src: cfg.src}}
+	d := &dbChecker{cat: cat, checker: checker{src: cfg.src}, report: report, tables: map[string]bool{}}
 	for i := range cfg.Model.Roots {
 		d.root(&cfg.Model.Roots[i], indexPath("model.roots", i))
 	}
-	return cfg.dbProblems(d.problems)
+	return report, cfg.dbProblems(d.problems)
 }
 
 func (c *Config) dbProblems(ps []Problem) error {

@@ -9,7 +9,9 @@ import (
 // dbChecker walks the model against a catalog, adding a problem per mismatch.
 type dbChecker struct {
 	checker
-	cat *catalog
+	cat    *catalog
+	report *DatabaseCheck  // counts what was checked
+	tables map[string]bool // tables found, counted once however often the model names them
 }
 
 func (d *dbChecker) root(r *Root, path string) {
@@ -71,6 +73,10 @@ func (d *dbChecker) reference(ref *Reference, path string, root *tableInfo, root
 // table returns the table's columns, or nil after reporting that it does not exist.
 func (d *dbChecker) table(path, name string) *tableInfo {
 	if t := d.cat.tables[name]; t != nil {
+		if !d.tables[name] {
+			d.tables[name] = true
+			d.report.Tables++
+		}
 		return t
 	}
 	if name == "" {
@@ -92,6 +98,7 @@ func (d *dbChecker) column(t *tableInfo, path, name string) (columnInfo, bool) {
 	if name == "" {
 		return columnInfo{}, false
 	}
+	d.report.Columns++
 	c, ok := t.columns[name]
 	if !ok {
 		d.add(path, "%s", missingColumn(t, name))
@@ -119,6 +126,7 @@ func (d *dbChecker) key(t *tableInfo, path, name string) *columnInfo {
 	if !ok {
 		return nil
 	}
+	d.report.Keys++
 	if !c.isKey() {
 		fix := "make it the primary key or add a unique index and NOT NULL"
 		if pk := t.primaryKey(); pk != "" {

@@ -43,8 +43,17 @@ func keep(s string) string { return s }
 // TestConfigCheckDatabase runs every case against one database: the checks only read it.
 func TestConfigCheckDatabase(t *testing.T) {
 	url := demoDatabase(t)
-	if err := config.CheckDatabase(context.Background(), demoConfig(t, keep), url); err != nil {
+	report, err := config.CheckDatabaseReport(context.Background(), demoConfig(t, keep), url)
+	if err != nil {
 		t.Fatalf("the demo model should match the demo schema:\n%v", err)
+	}
+	// The demo model: 3 tables; keys of the root, the timeline and the session; its columns are
+	// the keys, tenant and soft-delete columns, parent, order_by and reference columns.
+	if report.Tables != 3 || report.Keys != 3 || report.Columns < 15 || report.Server == "" || report.Database == "" || report.Version == "" {
+		t.Errorf("report = %+v; want 3 tables, 3 keys, the columns and the server", report)
+	}
+	if report.WALLevel != "logical" || !report.Replication || len(report.Warnings) != 0 {
+		t.Errorf("report = %+v; the test cluster runs wal_level=logical as a replication user", report)
 	}
 	cases := []struct {
 		name     string

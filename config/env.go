@@ -1,6 +1,10 @@
 package config
 
-import "strings"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // envVar binds one WALHOOK_* variable to the key it overrides. Only secrets, addresses and the
 // per-process instance id have variables: they differ per environment or per process and must
@@ -43,14 +47,51 @@ func applyEnv(c *Config, lookup func(string) (string, bool)) {
 	if lookup == nil {
 		return
 	}
-	if c.src == nil {
-		c.src = &source{lines: map[string]int{}, env: map[string]string{}}
-	}
+	c.ensureSource()
 	for _, ev := range envVars() {
 		if v, ok := lookup(ev.name); ok {
 			ev.set(c, v)
-			c.src.env[ev.path] = ev.name
+			origin := ev.name + " (environment)"
+			if v == "" {
+				origin = ev.name + " (environment, set but empty)"
+			}
+			c.src.origin[ev.path] = origin
 		}
+	}
+}
+
+// Override is a value given on the command line (walhook's --pg-url, --brokers, --registry,
+// --log-level, --http-listen). Overrides win over the environment and the file; problems with
+// their values name the flag.
+type Override struct {
+	// Flag is how the user gave it, e.g. "--pg-url".
+	Flag string
+	// Env is the WALHOOK_* variable of the same key (WALHOOK_PG_URL): an override sets what that
+	// variable would, parsed the same way (WALHOOK_BROKERS and --brokers are comma-separated).
+	Env   string
+	Value string
+}
+
+func applyOverrides(c *Config, overrides []Override) error {
+	if len(overrides) == 0 {
+		return nil
+	}
+	c.ensureSource()
+	vars := envVars()
+	for _, o := range overrides {
+		i := slices.IndexFunc(vars, func(ev envVar) bool { return ev.name == o.Env })
+		if i < 0 {
+			return fmt.Errorf("config: override %s: %s is not a walhook environment variable", o.Flag, o.Env)
+		}
+		vars[i].set(c, o.Value)
+		c.src.origin[vars[i].path] = o.Flag + " (flag)"
+	}
+	return nil
+}
+
+func (c *Config) ensureSource() {
+	if c.src == nil {
+		c.src = newSource("")
 	}
 }
 

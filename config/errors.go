@@ -12,14 +12,22 @@ type Problem struct {
 	// Line is the 1-based line in the config file, or 0 when unknown (a value set by an
 	// environment variable or in code, or a key that is missing with no parent in the file).
 	Line int
+	// Origin names where a value that did not come from the file came from: an environment
+	// variable ("WALHOOK_BROKERS (environment)") or a command-line flag ("--pg-url (flag)").
+	// Such a problem is not the file's, so it is printed without the file's name and line.
+	Origin string
 	// Message says what is wrong and how to fix it.
 	Message string
 }
 
-// String formats the problem without its file name: "12: path: message".
+// String formats the problem without its file name: "12: path: message", or
+// "WALHOOK_BROKERS (environment): path: message" for a value from outside the file.
 func (p Problem) String() string {
 	var b strings.Builder
-	if p.Line > 0 {
+	if p.Origin != "" {
+		b.WriteString(p.Origin)
+		b.WriteString(": ")
+	} else if p.Line > 0 {
 		fmt.Fprintf(&b, "%d: ", p.Line)
 	}
 	if p.Path != "" {
@@ -48,7 +56,7 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) format(p Problem) string {
-	if e.Source == "" {
+	if e.Source == "" || p.Origin != "" {
 		return p.String()
 	}
 	if p.Line > 0 {

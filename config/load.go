@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,8 @@ type Options struct {
 	// `walhook dev` uses it to put the demo model (internal/demo/model.yaml, a document with only
 	// a model section) over the addresses of the servers it started. Base is not modified.
 	Base *Config
+	// Overrides are command-line values; they win over LookupEnv and the file.
+	Overrides []Override
 }
 
 // Load reads the config file at path, applies the process's WALHOOK_* environment, fills in
@@ -47,28 +50,72 @@ func Parse(data []byte, source string) (*Config, error) {
 }
 
 // ParseWith decodes data strictly (unknown keys are problems with their line), applies the
-// environment overrides, then defaults, then Validate. It returns every problem at once in a
-// *ValidationError.
+// environment overrides and Overrides, then defaults, then Validate. It returns every problem at
+// once in a *ValidationError: those of decoding (unknown keys, wrong types) together with those
+// of validation, so a user fixes them in one pass. Only broken YAML syntax stops it early, since
+// nothing after the break can be read.
 func ParseWith(data []byte, source string, opts Options) (*Config, error) {
-	cfg, err := decode(data, source, opts.Base)
+	cfg, decodeProblems, err := decode(data, source, opts.Base)
 	if err != nil {
 		return nil, err
 	}
 	applyEnv(cfg, opts.LookupEnv)
-	cfg.applyDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := applyOverrides(cfg, opts.Overrides); err != nil {
 		return nil, err
+	}
+	cfg.applyDefaults()
+	var problems []Problem
+	var ve *ValidationError
+	if err := cfg.Validate(); errors.As(err, &ve) {
+		problems = ve.Problems
+	} else if err != nil {
+		return nil, err
+	}
+	if all := mergeProblems(decodeProblems, problems); len(all) > 0 {
+		return nil, &ValidationError{Source: source, Problems: all}
 	}
 	return cfg, nil
 }
 
+// mergeProblems lists decoding's problems and validation's in file order, leaving out a
+// validation problem about a key whose value decoding already refused (a list given as a
+// number would also be reported as empty).
+func mergeProblems(decoded, validated []Problem) []Problem {
+	out := slices.Clone(decoded)
+	for _, p := range validated {
+		if !slices.ContainsFunc(decoded, func(d Problem) bool { return d.Path != "" && pathWithin(p.Path, d.Path) }) {
+			out = append(out, p)
+		}
+	}
+	// Problems with a line come first, in line order; then the rest (missing sections,
+	// environment and flag values) in the order they were found.
+	slices.SortStableFunc(out, func(a, b Problem) int {
+		switch {
+		case a.Line == b.Line:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return a.Line - b.Line
+	})
+	return out
+}
+
+// pathWithin reports whether path is p or below it ("a.b[0].c" is within "a.b").
+func pathWithin(path, p string) bool {
+	return path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[")
+}
+
 // decode turns the document into a Config carrying its line index. Structural problems (unknown
-// keys, wrong types, bad durations) are returned together as a *ValidationError.
-func decode(data []byte, name string, base *Config) (*Config, error) {
-	src := &source{name: name, lines: map[string]int{}, env: map[string]string{}}
+// keys, wrong types, bad durations) are returned as problems next to the partly decoded Config,
+// whose other values are still good for validation. Broken syntax is a *ValidationError.
+func decode(data []byte, name string, base *Config) (*Config, []Problem, error) {
+	src := newSource(name)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ValidationError{Source: name, Problems: []Problem{syntaxProblem(err)}}
+		return nil, nil, &ValidationError{Source: name, Problems: []Problem{syntaxProblem(data, err)}}
 	}
 	w := &nodeWalk{lines: src.lines}
 	if len(doc.Content) > 0 {
@@ -76,13 +123,14 @@ func decode(data []byte, name string, base *Config) (*Config, error) {
 	}
 	cfg := base.clone()
 	if err := strictDecode(data, cfg); err != nil {
-		w.problems = append(w.problems, decodeProblems(err, src.lines, w.problems)...)
-	}
-	if len(w.problems) > 0 {
-		return nil, &ValidationError{Source: name, Problems: w.problems}
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, nil, &ValidationError{Source: name, Problems: []Problem{syntaxProblem(data, err)}}
+		}
+		w.problems = append(w.problems, decodeProblems(te, src.lines, w.problems)...)
 	}
 	cfg.src = src
-	return cfg, nil
+	return cfg, w.problems, nil
 }
 
 func strictDecode(data []byte, cfg *Config) error {
@@ -100,11 +148,7 @@ var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // decodeProblems converts the strict decoder's errors to problems, leaving out unknown-key errors
 // the node walk already reported with a better message.
-func decodeProblems(err error, lines map[string]int, known []Problem) []Problem {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return []Problem{syntaxProblem(err)}
-	}
+func decodeProblems(te *yaml.TypeError, lines map[string]int, known []Problem) []Problem {
 	reported := map[int]bool{}
 	for _, p := range known {
 		reported[p.Line] = true
@@ -121,9 +165,23 @@ func decodeProblems(err error, lines map[string]int, known []Problem) []Problem 
 	return out
 }
 
-func syntaxProblem(err error) Problem {
+// syntaxProblem reports broken YAML at the line where the document stops being readable.
+// yaml.v3's own line is that of the enclosing construct, counted from 0 for parser errors, so
+// a break on line 3 inside a mapping that starts on line 1 is reported on line 1 (or 0); the
+// first prefix of whole lines that fails with the same message is where the break is.
+func syntaxProblem(data []byte, err error) Problem {
 	p := lineProblem(err.Error())
 	p.Message = "invalid YAML: " + p.Message
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	var prefix []byte
+	for i, l := range lines {
+		prefix = append(prefix, l...)
+		var n yaml.Node
+		if perr := yaml.Unmarshal(prefix, &n); perr != nil && lineProblem(perr.Error()).Message == lineProblem(err.Error()).Message {
+			p.Line = i + 1
+			break
+		}
+	}
 	return p
 }
 

@@ -12,20 +12,25 @@ type source struct {
 	name string
 	// lines maps a key path ("model.roots[0].key") to the line of that key in the file.
 	lines map[string]int
-	// env maps a key path to the WALHOOK_* variable that overrode it.
-	env map[string]string
+	// origin maps a key path to what overrode the file's value: a WALHOOK_* variable or a
+	// flag, as Problem.Origin names it ("WALHOOK_BROKERS (environment)").
+	origin map[string]string
+}
+
+func newSource(name string) *source {
+	return &source{name: name, lines: map[string]int{}, origin: map[string]string{}}
 }
 
 // locate returns the line for path, or for its nearest ancestor present in the file (a missing
-// key is reported at the mapping that should hold it), and the env variable that set it, if any.
-func (s *source) locate(path string) (line int, envVar string) {
+// key is reported at the mapping that should hold it), and the override that set it, if any.
+func (s *source) locate(path string) (line int, origin string) {
 	if s == nil {
 		return 0, ""
 	}
 	// An override replaces the whole value, so the file's lines below it are stale: look for
 	// one first.
 	for p := path; p != ""; p = parentPath(p) {
-		if v, ok := s.env[p]; ok {
+		if v, ok := s.origin[p]; ok {
 			return 0, v
 		}
 	}
@@ -44,7 +49,7 @@ func (s *source) explicit(path string) bool {
 		return false
 	}
 	_, inFile := s.lines[path]
-	_, inEnv := s.env[path]
+	_, inEnv := s.origin[path]
 	return inFile || inEnv
 }
 
@@ -55,13 +60,10 @@ func (s *source) sourceName() string {
 	return s.name
 }
 
-// problem builds a Problem for path with its line, noting an environment override.
+// problem builds a Problem for path with its line, or with the override that set it.
 func (s *source) problem(path, msg string) Problem {
-	line, envVar := s.locate(path)
-	if envVar != "" {
-		msg += " (value from " + envVar + ")"
-	}
-	return Problem{Path: path, Line: line, Message: msg}
+	line, origin := s.locate(path)
+	return Problem{Path: path, Line: line, Origin: origin, Message: msg}
 }
 
 // parentPath strips the last segment: "a.b[2].c" → "a.b[2]" → "a.b" → "a" → "".
