@@ -24,7 +24,6 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 		cfg = zap.NewDevelopmentConfig()
 		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
 		cfg.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-		cfg.DisableStacktrace = true
 	default:
 		return nil, fmt.Errorf("log format %q: use json or console", format)
 	}
@@ -32,5 +31,8 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 	// Sampling drops repeated lines under load; an operator debugging a lost event needs all of
 	// them, so it stays off.
 	cfg.Sampling = nil
-	return cfg.Build()
+	// An error line is about the input or a server (a refused endpoint, an unreachable broker)
+	// and says so; a Go stack trace under it is noise. Only a bug (DPanic and above) gets one.
+	cfg.DisableStacktrace = true
+	return cfg.Build(zap.AddStacktrace(zapcore.DPanicLevel))
 }

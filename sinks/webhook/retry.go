@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/internal/redact"
 )
 
 // backoff is the delay before attempt n+1 after attempt n failed: the schedule's entry with
@@ -120,7 +122,7 @@ func (s *Sink) logPermanent(t *task, sub *Subscription, a attempt) {
 		s.log.Error("payload too large for webhook; dead-lettered (raise deliver.max_payload_bytes to send it)", fields...)
 		return
 	}
-	s.log.Warn("delivery failed permanently; dead-lettered", append(fields, zap.String("url", sub.URL))...)
+	s.log.Warn("delivery failed permanently; dead-lettered", append(fields, zap.String("url", redact.URL(sub.URL)))...)
 }
 
 func (s *Sink) retryRecord(t *task, due time.Time, delay time.Duration) *kgo.Record {

@@ -7,8 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"strings"
 	"syscall"
+
+	"github.com/walhook/walhook/internal/redact"
 )
 
 // ErrRefusedTarget: a target URL or the address it resolved to is refused by the SSRF policy.
@@ -59,10 +60,13 @@ func newGuard(allowLoopback bool, cidrs []string) (*guard, error) {
 func (g *guard) checkURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q is not a URL", ErrRefusedTarget, raw)
+		return nil, fmt.Errorf("%w: %s is not a URL (%v); write https://host/path", ErrRefusedTarget, redact.URL(raw), unwrapURLError(err))
 	}
-	if u.Host == "" || u.User != nil {
-		return nil, fmt.Errorf("%w: %q needs a host and no user info", ErrRefusedTarget, redactURL(u))
+	switch {
+	case u.User != nil:
+		return nil, fmt.Errorf("%w: %s carries a user name or password, which walhook does not send; remove it and pass credentials in a header (Authorization: Basic ...)", ErrRefusedTarget, redactURL(u))
+	case u.Hostname() == "":
+		return nil, fmt.Errorf("%w: %q has no host; write https://host/path", ErrRefusedTarget, redactURL(u))
 	}
 	switch u.Scheme {
 	case "https":
@@ -74,6 +78,14 @@ func (g *guard) checkURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: scheme %q of %s; endpoints must use https://", ErrRefusedTarget, u.Scheme, redactURL(u))
 	}
 	return u, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // checkIP says why ip may not be connected to, or nil. plain is true for plain-HTTP
@@ -141,12 +153,5 @@ func (g *guard) dialContext(base net.Dialer) func(ctx context.Context, network, 
 	}
 }
 
-// redactURL drops the query (which may carry tokens) from a URL for logs and errors.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	if c.RawQuery != "" {
-		c.RawQuery = "redacted"
-	}
-	return strings.TrimSuffix(c.String(), "?")
-}
+// redactURL masks a URL's password and query values for logs and errors (internal/redact).
+func redactURL(u *url.URL) string { return redact.URL(u.String()) }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/internal/redact"
 )
 
 // NotifyChannel is the PostgreSQL channel the hook.subscription trigger notifies on.
@@ -53,9 +55,9 @@ func (s *Subscription) signer(now time.Time) (signer, error) {
 	return sg, nil
 }
 
-// String never includes the secrets.
+// String never includes the secrets, nor the URL's password or query values.
 func (s *Subscription) String() string {
-	return fmt.Sprintf("subscription %s (tenant %s, %s → %s)", s.UUID, s.Tenant, s.EventType, s.URL)
+	return fmt.Sprintf("subscription %s (tenant %s, %s → %s)", s.UUID, s.Tenant, s.EventType, redact.URL(s.URL))
 }
 
 type indexKey struct{ tenant, eventType string }
