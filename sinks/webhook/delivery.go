@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/redact"
 	"github.com/walhook/walhook/internal/tracing"
 )
 
@@ -169,6 +171,12 @@ func buildBody(format string, snap *avro.Snapshot, now time.Time) []byte {
 }
 
 func classifyTransport(err error) *DeliveryError {
+	// http.Client's errors quote the URL, query included (it masks only a password): the
+	// message goes to the attempt log and the logs, so it shows the URL redacted.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = &url.Error{Op: ue.Op, URL: redact.URL(ue.URL), Err: ue.Err}
+	}
 	if errors.Is(err, ErrRefusedTarget) {
 		return &DeliveryError{Kind: Permanent, Err: err}
 	}

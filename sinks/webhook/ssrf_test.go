@@ -3,6 +3,8 @@ package webhook
 import (
 	"errors"
 	"net/netip"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +46,15 @@ func TestMessageIDIsStableAndDistinct(t *testing.T) {
 		if a == b {
 			t.Fatalf("collision %s", a)
 		}
+	}
+}
+
+// TestTransportErrorsRedactTheURL: http.Client quotes the request URL in its errors, which end
+// up in the attempt log and the logs; a token in the query must not.
+func TestTransportErrorsRedactTheURL(t *testing.T) {
+	err := classifyTransport(&url.Error{Op: "Post", URL: "https://u:pw@hooks.example.com/x?token=s3cret", Err: errors.New("connection refused")})
+	if err.Kind != Retryable || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), ":pw@") ||
+		!strings.Contains(err.Error(), "hooks.example.com/x?token=xxxxx") {
+		t.Errorf("classified %v as %v; want retryable with the URL redacted", err.Err, err.Kind)
 	}
 }
