@@ -4,12 +4,19 @@ PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 25m
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# run: where `make run` puts the binary it runs, and flags for `walhook dev` (e.g. DEVFLAGS=--fresh).
+BIN       ?= bin/walhook-dev
+DEVFLAGS  ?=
 
 .PHONY: run test bench chaos e2e lint build clean
 
 ## run: the embedded demo — PostgreSQL, a Kafka-protocol broker and every stage in one process.
+## It builds the binary and execs it rather than `go run`, which exits 1 on Ctrl-C whatever the
+## program does, so that Ctrl-C ends `make run` cleanly (exit 0).
 run:
-	$(GO) run ./cmd/walhook dev
+	@echo "building $(BIN) (the first build compiles walhook and its dependencies, a minute or two; later ones reuse Go's build cache)"
+	@$(GO) build -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/walhook
+	@exec $(BIN) dev $(DEVFLAGS)
 
 ## test: the whole hermetic test suite, as CI runs it.
 test:

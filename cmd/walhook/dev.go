@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/demo"
@@ -24,6 +26,8 @@ import (
 type devFlags struct {
 	dir        string
 	fresh      bool
+	configPath string
+	schemas    []string
 	pgURL      string
 	brokers    string
 	registry   string
@@ -38,14 +42,25 @@ func newDevCommand() *cobra.Command {
 		Short: "Run the embedded demo: PostgreSQL, a Kafka-protocol broker, a schema registry and every stage in one process",
 		Long: `dev starts a private PostgreSQL cluster (from the PostgreSQL server binaries on this machine) and an
 in-process Kafka-protocol broker with a schema registry, keeps their data under --dir between runs,
-applies the demo schema, writes the addresses to <dir>/dev.env and runs every stage until Ctrl-C.
---pg-url, --brokers and --registry use real servers instead of the embedded ones.`,
+applies the demo schema, subscribes a built-in receiver to every event of the model for tenant acme,
+and runs every stage until Ctrl-C. It writes its effective config to <dir>/walhook.yaml and the
+addresses and WALHOOK_CONFIG to <dir>/dev.env: after ` + "`. .walhook/dev.env`" + ` every walhook command
+works without flags.
+
+--config FILE runs your own model and settings instead of the demo's (the servers' addresses are
+still dev's); --schema FILE.sql creates its tables first. --pg-url, --brokers and --registry use real
+servers instead of the embedded ones.`,
+		Example: `  walhook dev
+  walhook dev --config my-model.yaml --schema my-tables.sql
+  walhook dev --pg-url postgres://me@localhost:5432/app --brokers localhost:9092`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), cmd.OutOrStdout(), f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.dir, "dir", ".walhook", "where the embedded servers keep their data between runs")
-	fl.BoolVar(&f.fresh, "fresh", false, "delete --dir first and start from an empty database and broker")
+	fl.BoolVar(&f.fresh, "fresh", false, "delete the data in --dir first and start from an empty database and broker")
+	fl.StringVar(&f.configPath, "config", "", "run this config's model and settings instead of the demo's")
+	fl.StringArrayVar(&f.schemas, "schema", nil, "SQL file applied after the demo schema, e.g. the tables of --config's model (repeatable)")
 	fl.StringVar(&f.pgURL, "pg-url", "", "use this PostgreSQL (wal_level=logical) instead of the embedded one")
 	fl.StringVar(&f.brokers, "brokers", "", "use these Kafka brokers (comma-separated) instead of the embedded one")
 	fl.StringVar(&f.registry, "registry", "", "use this schema registry URL instead of the embedded one")
@@ -61,75 +76,101 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	dir, err := filepath.Abs(f.dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	unlock, err := lockDevDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if f.fresh {
-		if err := os.RemoveAll(f.dir); err != nil {
-			return fmt.Errorf("--fresh: remove %s: %w", f.dir, err)
+		if err := emptyDir(dir, "dev.lock"); err != nil {
+			return fmt.Errorf("--fresh: %w", err)
 		}
 	}
-	if err := os.MkdirAll(f.dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", f.dir, err)
+	model, source := []byte(demo.ModelYAML), "internal/demo/model.yaml"
+	if f.configPath != "" {
+		if model, err = os.ReadFile(f.configPath); err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		source = f.configPath
+	}
+	// Decode first, with placeholder addresses, so a broken file is reported before any server
+	// starts.
+	if _, err := devConfig(model, source, f, dir, "postgres://placeholder", []string{"placeholder:9092"}, ""); err != nil {
+		return err
 	}
 
-	base := &config.Config{
-		Postgres:       config.Postgres{URL: f.pgURL},
-		SchemaRegistry: config.SchemaRegistry{URL: f.registry},
-		HTTP:           config.HTTP{Listen: f.httpListen},
-		Log:            config.Log{Level: f.logLevel, Format: "console"},
-		// The demo's timeline deletes must carry incident_instance_id; dev may change the demo
-		// tables it owns, a production deployment decides for itself.
-		CDC: config.CDC{ManageReplicaIdentity: true},
-		// The built-in receiver listens on loopback, which the SSRF guard refuses by default.
-		Deliver: config.Deliver{AllowLoopback: true},
-		// Kept between runs like the servers' data, so a restart restores nothing it already has.
-		BubbleUp: config.BubbleUp{StateDir: filepath.Join(f.dir, "bubbleup")},
-	}
-	if f.brokers != "" {
-		base.Kafka.Brokers = strings.Split(f.brokers, ",")
-	}
-
-	if base.Postgres.URL == "" {
-		pg, err := embedpg.Start(ctx, embedpg.Options{Dir: filepath.Join(f.dir, "pg"), Logger: log.Named("postgres")})
+	pgURL := f.pgURL
+	if pgURL == "" {
+		pg, err := embedpg.Start(ctx, embedpg.Options{Dir: filepath.Join(dir, "pg"), Logger: log.Named("postgres")})
 		if err != nil {
 			return fmt.Errorf("embedded PostgreSQL: %w", err)
 		}
 		defer stopLogged(log, "PostgreSQL", pg.Stop)
-		base.Postgres.URL = pg.URL("postgres")
+		pgURL = pg.URL("postgres")
 	}
-	if err := applyDemoSchema(ctx, base.Postgres.URL); err != nil {
+	if err := applySQL(ctx, pgURL, "the demo schema", demo.SchemaSQL); err != nil {
 		return err
 	}
+	for _, s := range f.schemas {
+		sql, err := os.ReadFile(s)
+		if err != nil {
+			return fmt.Errorf("--schema: %w", err)
+		}
+		if err := applySQL(ctx, pgURL, s, string(sql)); err != nil {
+			return err
+		}
+	}
 
-	if len(base.Kafka.Brokers) == 0 {
+	brokers, registry := splitBrokers(f.brokers), f.registry
+	embeddedKafka := len(brokers) == 0
+	if embeddedKafka {
 		registryPort := 0
-		if f.registry != "" {
+		if registry != "" {
 			registryPort = -1
 		}
-		stack, err := embedkafka.Start(ctx, embedkafka.Options{DataDir: filepath.Join(f.dir, "kafka"), RegistryPort: registryPort, Logger: log.Named("kafka")})
+		stack, err := embedkafka.Start(ctx, embedkafka.Options{DataDir: filepath.Join(dir, "kafka"), RegistryPort: registryPort, Logger: log.Named("kafka")})
 		if err != nil {
 			return fmt.Errorf("embedded Kafka: %w", err)
 		}
 		defer stopLogged(log, "Kafka", stack.Close)
-		base.Kafka.Brokers = stack.Brokers()
-		if base.SchemaRegistry.URL == "" {
-			base.SchemaRegistry.URL = stack.RegistryURL()
+		brokers = stack.Brokers()
+		if registry == "" {
+			registry = stack.RegistryURL()
 		}
 	}
-
-	// The demo model is decoded over the addresses above; the process environment is left out on
-	// purpose so a stray WALHOOK_PG_URL cannot point the demo at someone's database.
-	cfg, err := config.ParseWith([]byte(demo.ModelYAML), "internal/demo/model.yaml", config.Options{Base: base})
+	cfg, err := devConfig(model, source, f, dir, pgURL, brokers, registry)
 	if err != nil {
-		return fmt.Errorf("demo model: %w", err)
+		return err
 	}
+	if embeddedKafka {
+		// The embedded broker speaks neither TLS nor SASL, whatever the file says.
+		cfg.Kafka.TLS, cfg.Kafka.SASL = config.TLS{}, config.SASL{}
+	}
+	if err := config.CheckDatabase(ctx, cfg, ""); err != nil {
+		return fmt.Errorf("the model does not match the database (create its tables with --schema FILE.sql):\n%w", err)
+	}
+
 	recv, err := devreceiver.Listen(out)
 	if err != nil {
 		return err
 	}
-	events, err := subscribeDemo(ctx, cfg.Postgres.URL, cfg, recv)
+	events, err := subscribeDemo(ctx, cfg, recv)
 	if err != nil {
 		return err
 	}
+	cfgFile := filepath.Join(dir, "walhook.yaml")
+	if err := writeDevConfig(cfgFile, cfg); err != nil {
+		return err
+	}
 	env := map[string]string{
+		"WALHOOK_CONFIG":       cfgFile,
 		"WALHOOK_PG_URL":       cfg.Postgres.URL,
 		"WALHOOK_BROKERS":      strings.Join(cfg.Kafka.Brokers, ","),
 		"WALHOOK_REGISTRY_URL": cfg.SchemaRegistry.URL,
@@ -157,19 +198,102 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 	}
 	services = append(services, service{name: "receiver", run: recv.Run})
 	log.Info("walhook dev is ready; Ctrl-C stops it", zap.Duration("startup", time.Since(started).Round(time.Millisecond)))
-	return p.run(ctx, services...)
+	err = p.run(ctx, services...)
+	// The config and the addresses are of servers that are gone now.
+	_ = os.Remove(envFile)
+	return err
 }
 
-func applyDemoSchema(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// devConfig decodes the model (the demo's or --config's) over dev's base and then puts dev's
+// own settings on top: the servers it runs, the receiver's loopback address, the state under
+// dir. The process environment is left out on purpose, so a stray WALHOOK_PG_URL (or a sourced
+// dev.env) cannot point the demo at someone's database.
+func devConfig(model []byte, source string, f devFlags, dir, pgURL string, brokers []string, registry string) (*config.Config, error) {
+	base := &config.Config{
+		Log: config.Log{Format: "console"},
+		// Kept between runs like the servers' data, so a restart restores nothing it already has.
+		BubbleUp: config.BubbleUp{StateDir: filepath.Join(dir, "bubbleup")},
+	}
+	cfg, err := config.ParseWith(model, source, config.Options{Base: base, Overrides: []config.Override{
+		{Flag: "--pg-url", Env: "WALHOOK_PG_URL", Value: pgURL},
+		{Flag: "--brokers", Env: "WALHOOK_BROKERS", Value: strings.Join(brokers, ",")},
+		{Flag: "--registry", Env: "WALHOOK_REGISTRY_URL", Value: registry},
+		{Flag: "--http-listen", Env: "WALHOOK_HTTP_LISTEN", Value: f.httpListen},
+		{Flag: "--log-level", Env: "WALHOOK_LOG_LEVEL", Value: f.logLevel},
+	}})
+	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("%s:\n%w", source, err)
+		}
+		return nil, err
+	}
+	cfg.Log.Format = "console"
+	// The demo's timeline deletes must carry incident_instance_id; dev may change the tables
+	// it owns, a production deployment decides for itself.
+	cfg.CDC.ManageReplicaIdentity = true
+	// The built-in receiver listens on loopback, which the SSRF guard refuses by default.
+	cfg.Deliver.AllowLoopback = true
+	if cfg.BubbleUp.StateDir == "" || f.configPath != "" && !filepath.IsAbs(cfg.BubbleUp.StateDir) {
+		cfg.BubbleUp.StateDir = filepath.Join(dir, "bubbleup")
+	}
+	return cfg, cfg.Validate()
+}
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// emptyDir removes everything in dir but keep.
+func emptyDir(dir, keep string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applySQL(ctx context.Context, url, what, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL to apply the demo schema: %w", err)
+		return fmt.Errorf("connect to PostgreSQL to apply %s: %w", what, err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, demo.SchemaSQL); err != nil {
-		return fmt.Errorf("apply the demo schema: %w", err)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("apply %s: %w", what, err)
+	}
+	return nil
+}
+
+// writeDevConfig writes the effective config of the running demo, so every other command reads
+// the same model and settings (WALHOOK_CONFIG in dev.env points at it). It holds the servers'
+// URLs as they are, so it is private to the user.
+func writeDevConfig(path string, cfg *config.Config) error {
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	header := "# Written by `walhook dev` on every start: the effective config of the demo running in this folder.\n" +
+		"# `. .walhook/dev.env` points WALHOOK_CONFIG at it, so walhook status, hooks and tail need no flags.\n" +
+		"# Edits are lost at the next start; to run your own model, use `walhook dev --config FILE`.\n"
+	if err := os.WriteFile(path, append([]byte(header), data...), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
@@ -181,7 +305,7 @@ func writeEnvFile(path string, env map[string]string) error {
 	for _, k := range sortedKeys(env) {
 		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(env[k], "'", `'\''`))
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -193,7 +317,7 @@ func printDevBanner(out io.Writer, env map[string]string, envFile, httpListen st
 		fmt.Fprintf(out, "  %-22s %s\n", k, env[k])
 	}
 	fmt.Fprintf(out, "  %-22s http://%s/metrics\n", "metrics", httpListen)
-	fmt.Fprintf(out, "  addresses written to %s (source it: . %s)\n", envFile, envFile)
+	fmt.Fprintf(out, "  written to %s: in another terminal, `. %s` and every walhook command works without flags\n", envFile, envFile)
 }
 
 func stopLogged(log *zap.Logger, what string, stop func() error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -17,45 +18,79 @@ import (
 // delivered to the built-in receiver, which is the point of tenant isolation.
 const devTenant = "acme"
 
-// subscribeDemo points the demo tenant's subscriptions for every root event at the built-in
-// receiver. The receiver's port is new on every run, so the previous run's subscriptions are
-// disabled (rows kept, as unsubscribe does) and fresh ones with fresh secrets are created.
-func subscribeDemo(ctx context.Context, pgURL string, cfg *config.Config, recv *devreceiver.Receiver) ([]string, error) {
+// devApp is the application that owns the demo's subscriptions.
+const devApp = "walhook-dev"
+
+// subscribeDemo points the demo tenant's subscription of every event of the model at the
+// built-in receiver. The receiver's port is new on every run, so the previous run's
+// subscriptions are moved to it (same uuid and secret, enabled again) rather than piling up
+// as disabled rows; walhook-dev's subscriptions of events the model no longer has (another
+// --config) are deleted.
+func subscribeDemo(ctx context.Context, cfg *config.Config, recv *devreceiver.Receiver) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, pgURL)
+	adm, err := webhook.OpenAdmin(ctx, cfg.Postgres.URL, webhook.WithConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("dev subscriptions: %w", err)
 	}
-	defer conn.Close(context.Background())
-	var appID int64
-	if err := conn.QueryRow(ctx, `INSERT INTO hook.application (name) VALUES ('walhook-dev')
-		ON CONFLICT (name) DO UPDATE SET updated_at = now() RETURNING id`).Scan(&appID); err != nil {
-		return nil, fmt.Errorf("dev subscriptions: register application walhook-dev: %w", err)
-	}
-	if _, err := conn.Exec(ctx, `UPDATE hook.subscription SET is_enabled = false, disabled_at = now(),
-		disabled_reason = 'replaced by a newer walhook dev run' WHERE application_id = $1 AND is_enabled`, appID); err != nil {
-		return nil, fmt.Errorf("dev subscriptions: disable the previous run's: %w", err)
-	}
-	adm, err := webhook.OpenAdmin(ctx, pgURL)
-	if err != nil {
-		return nil, err
-	}
 	defer adm.Close()
-	var events []string
-	for _, r := range cfg.Model.Roots {
-		for _, verb := range []string{"created", "updated", "deleted"} {
-			event := r.EventPrefix + "." + verb
-			path := "/" + devTenant + "/" + strings.ReplaceAll(event, ".", "/")
-			sub, err := adm.Subscribe(ctx, webhook.SubscribeRequest{AppID: appID, Tenant: devTenant, Event: event, URL: recv.URL() + path})
-			if err != nil {
-				return nil, err
-			}
-			if err := recv.Trust(path, sub.Secret); err != nil {
-				return nil, err
-			}
-			events = append(events, event)
+	app, err := adm.RegisterApp(ctx, devApp)
+	if errors.Is(err, webhook.ErrAppExists) {
+		app, err = adm.App(ctx, devApp)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dev subscriptions: %w", err)
+	}
+	all, err := adm.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dev subscriptions: %w", err)
+	}
+	previous := map[string]*webhook.Subscription{} // event type → the newest of walhook-dev's
+	for _, s := range all {
+		if s.AppID == app.ID && s.Tenant == devTenant {
+			previous[s.EventType] = s // List is oldest first
 		}
 	}
+	var events []string
+	keep := []int64{}
+	for _, event := range webhook.ModelEvents(cfg) {
+		path := "/" + devTenant + "/" + strings.ReplaceAll(event, ".", "/")
+		url := recv.URL() + path
+		sub := previous[strings.ReplaceAll(event, ".", "_")]
+		switch {
+		case sub == nil:
+			sub, err = adm.Subscribe(ctx, webhook.SubscribeRequest{AppID: app.ID, Tenant: devTenant, Event: event, URL: url})
+		default:
+			if sub, err = adm.Update(ctx, sub.UUID, webhook.UpdateRequest{URL: &url}); err == nil && !sub.Enabled {
+				sub, err = adm.Enable(ctx, sub.UUID)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dev subscriptions: %s: %w", event, err)
+		}
+		if err := recv.Trust(path, sub.Secret); err != nil {
+			return nil, err
+		}
+		keep = append(keep, sub.ID)
+		events = append(events, event)
+	}
+	if err := deleteStaleDevSubscriptions(ctx, cfg.Postgres.URL, app.ID, keep); err != nil {
+		return nil, err
+	}
 	return events, nil
+}
+
+// deleteStaleDevSubscriptions removes walhook-dev's subscriptions other than keep: duplicates
+// left by older walhook versions and events the current model does not have. Only the demo's own
+// application is touched; unsubscribing a user's subscription disables it, never deletes it.
+func deleteStaleDevSubscriptions(ctx context.Context, pgURL string, appID int64, keep []int64) error {
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		return fmt.Errorf("dev subscriptions: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `DELETE FROM hook.subscription WHERE application_id = $1 AND id <> ALL($2)`, appID, keep); err != nil {
+		return fmt.Errorf("dev subscriptions: remove the stale ones: %w", err)
+	}
+	return nil
 }

@@ -29,36 +29,42 @@ type process struct {
 	shutdownTracing func(context.Context) error
 }
 
-// processFlags are the flags of every stage subcommand.
+// processFlags are the flags of every stage subcommand: the config flags and --log-level.
 type processFlags struct {
-	configPath string
-	logLevel   string
+	configFlags
+	logLevel string
 }
 
 func (f *processFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.configPath, "config", "walhook.yaml", "path of the walhook YAML config")
-	cmd.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
+	f.configFlags.register(cmd)
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level and $WALHOOK_LOG_LEVEL)")
 }
 
-// load reads the config and builds the logger; the effective config is logged with secrets
-// redacted so an operator can see what the process really runs with.
+// load reads the config and builds the logger.
 func (f *processFlags) load() (*process, error) {
-	cfg, err := config.Load(f.configPath)
+	overrides := f.overrides()
+	if f.logLevel != "" {
+		overrides = append(overrides, config.Override{Flag: "--log-level", Env: "WALHOOK_LOG_LEVEL", Value: f.logLevel})
+	}
+	path, _, err := config.Find(f.path, os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
-	if f.logLevel != "" {
-		cfg.Log.Level = f.logLevel
+	cfg, err := config.LoadWith(path, config.Options{LookupEnv: os.LookupEnv, Overrides: overrides})
+	if err != nil {
+		return nil, err
 	}
 	return newProcess(cfg)
 }
 
+// newProcess builds the logger and logs the effective config, secrets redacted, at debug level
+// (`walhook config show` prints it too), so a start is quiet unless asked.
 func newProcess(cfg *config.Config) (*process, error) {
 	log, err := obs.NewLogger(cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("effective configuration", zap.Any("config", cfg.Redacted()))
+	log.Debug("effective configuration", zap.Any("config", yamlView(cfg.Redacted())))
 	return &process{cfg: cfg, log: log, reg: obs.NewRegistry(), health: obs.NewHealth(),
 		shutdownTracing: func(context.Context) error { return nil }}, nil
 }

@@ -6,14 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/status"
 )
 
 // newStatusCommand is `walhook status`: one screen saying where a running deployment is behind.
 // Exit status: 0 fine, 1 something could not be read, 2 a threshold is crossed.
 func newStatusCommand() *cobra.Command {
-	var configPath string
+	var f configFlags
 	var asJSON bool
 	var timeout time.Duration
 	th := status.NoThresholds
@@ -29,9 +28,9 @@ an alert or a deployment check; it exits 1 when PostgreSQL or Kafka cannot be re
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(configPath)
+			cfg, err := f.load()
 			if err != nil {
-				return err
+				return reportProblems(cmd.OutOrStdout(), err)
 			}
 			cfg.Compliance.SetDefaults(cfg.Kafka)
 			r, err := status.Collect(cmd.Context(), cfg, status.Options{Timeout: timeout})
@@ -59,9 +58,9 @@ an alert or a deployment check; it exits 1 when PostgreSQL or Kafka cannot be re
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&configPath, "config", "walhook.yaml", "path of the walhook YAML config")
+	f.register(cmd)
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	fl.DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the oldest undelivered records")
+	fl.DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for PostgreSQL and Kafka to answer each read")
 	fl.Int64Var(&th.MaxSlotLagBytes, "max-slot-lag-bytes", -1, "exit 2 when the slot holds back more WAL than this (bytes; -1: not checked)")
 	fl.Int64Var(&th.MaxConsumerLag, "max-consumer-lag", -1, "exit 2 when a walhook group is more records behind on a topic (-1: not checked)")
 	fl.Int64Var(&th.MaxDLQ, "max-dlq", -1, "exit 2 when the dead-letter topic holds more records (-1: not checked)")

@@ -206,7 +206,7 @@ func startSystem(t *testing.T, seed uint64) *system {
 		t.Fatal(err)
 	}
 	s.writeConfig(t, brokers)
-	s.subs = subscribe(t, s.bin, s.pgURL)
+	s.subs = subscribe(t, s.bin, s.cfgPath)
 	t.Logf("PostgreSQL %s, broker %s, %d subscriptions, binary %s", s.pgURL, brokers, len(s.subs), s.bin)
 
 	args := []string{"--config", s.cfgPath}
@@ -316,7 +316,7 @@ type sub struct {
 // recvA and recvB both take every event of t1 (two matching receivers per root), recvB also
 // takes only the updates of t2, recvC every event of t2; t3 has no subscription, so none of its
 // roots may reach any receiver.
-func subscribe(t *testing.T, bin, pgURL string) []*sub {
+func subscribe(t *testing.T, bin, cfgPath string) []*sub {
 	t.Helper()
 	recvA, recvB, recvC := webhooktest.Start(t), webhooktest.Start(t), webhooktest.Start(t)
 	all := []string{"created", "updated", "deleted"}
@@ -335,12 +335,14 @@ func subscribe(t *testing.T, bin, pgURL string) []*sub {
 	var subs []*sub
 	for _, p := range plan {
 		if apps[p.app] == "" {
-			apps[p.app] = cliField(t, walhook(t, bin, "hooks", "register-app", "--pg-url", pgURL, "--name", p.app), "id")
+			apps[p.app] = cliField(t, walhook(t, bin, "hooks", "register-app", "--config", cfgPath, "--name", p.app), "id")
 		}
 		for _, v := range p.verbs {
 			event := "incident.instance." + v
 			path := "/" + p.app + "/" + p.tenant + "/" + v
-			out := walhook(t, bin, "hooks", "subscribe", "--pg-url", pgURL, "--app", apps[p.app], "--tenant", p.tenant,
+			// The config carries the model the event is checked against and allow_loopback
+			// for the loopback receivers.
+			out := walhook(t, bin, "hooks", "subscribe", "--config", cfgPath, "--app", apps[p.app], "--tenant", p.tenant,
 				"--event", event, "--url", p.recv.URL()+path)
 			subs = append(subs, &sub{app: p.app, uuid: cliField(t, out, "uuid"), secret: cliField(t, out, "secret"),
 				tenant: p.tenant, event: event, path: path, recv: p.recv})

@@ -34,7 +34,11 @@ func (r *Report) Check(th Thresholds) bool {
 		for _, g := range r.Groups {
 			for _, t := range g.Topics {
 				if t.Lag > th.MaxConsumerLag {
-					add("group %s (%s) is %d records behind on %s, above --max-consumer-lag %d: scale the stage or look at its logs", g.Group, g.Stage, t.Lag, t.Topic, th.MaxConsumerLag)
+					upTo := ""
+					if t.Approximate {
+						upTo = "up to "
+					}
+					add("group %s (%s) is %s%d records behind on %s, above --max-consumer-lag %d: scale the stage or look at its logs", g.Group, g.Stage, upTo, t.Lag, t.Topic, th.MaxConsumerLag)
 				}
 			}
 		}

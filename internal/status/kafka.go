@@ -3,7 +3,9 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -11,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
 // groupSpec is a walhook consumer group and the topics its stage consumes.
@@ -55,7 +58,19 @@ type offsets struct {
 // missing reports whether topic does not exist (or has no partitions yet).
 func (o offsets) missing(topic string) bool { return len(o.end[topic]) == 0 }
 
-func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, adm *kadm.Client, opts []kgo.Opt, o Options) {
+// markUnknown records that nothing Kafka holds could be read, and why, on every part that
+// comes from Kafka.
+func (r *Report) markUnknown(specs []groupSpec, dlq, reason string) {
+	r.Groups = nil
+	for _, g := range specs {
+		r.Groups = append(r.Groups, Group{Stage: g.stage, Group: g.group, State: "unknown", Topics: []TopicLag{}, Unknown: reason})
+	}
+	r.DeadLetters = TopicSize{Topic: dlq, Unknown: reason}
+	r.OldestUndeliveredUnknown = reason
+}
+
+func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.Client, opts []kgo.Opt, o Options) {
+	adm := kadm.NewClient(cl)
 	specs := groups(cfg)
 	dlq := cfg.Kafka.WebhookDeadLetterTopic()
 	topics := []string{dlq}
@@ -66,13 +81,21 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, adm *kadm
 			}
 		}
 	}
+	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if err := kafkaconn.Ping(pctx, cl, cfg.Kafka.Brokers); err != nil {
+		r.fail("%v", err)
+		r.markUnknown(specs, dlq, fmt.Sprintf("Kafka not reachable: %v", pingReason(err)))
+		return
+	}
 	var offs offsets
 	var err error
-	if offs.end, err = adm.ListEndOffsets(ctx, topics...); err == nil {
-		offs.start, err = adm.ListStartOffsets(ctx, topics...)
+	if offs.end, err = adm.ListEndOffsets(pctx, topics...); err == nil {
+		offs.start, err = adm.ListStartOffsets(pctx, topics...)
 	}
 	if err != nil {
 		r.fail("kafka: list offsets of %v: %v; check kafka.brokers / WALHOOK_BROKERS and the TLS/SASL settings", cfg.Kafka.Brokers, err)
+		r.markUnknown(specs, dlq, fmt.Sprintf("listing offsets failed: %v", err))
 		return
 	}
 	drop := func(l kadm.ListedOffsets) { // unknown topics are reported as missing, not as errors
@@ -94,47 +117,93 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, adm *kadm
 	for i, g := range specs {
 		names[i] = g.group
 	}
-	described, err := adm.DescribeGroups(ctx, names...)
+	described, err := adm.DescribeGroups(pctx, names...)
 	if err != nil {
 		r.fail("kafka: describe groups %v: %v", names, err)
 	}
-	var webhookCommitted kadm.OffsetResponses
+	committed := map[string]kadm.OffsetResponses{}
+	unknown := map[string]string{}
 	for _, g := range specs {
-		committed, err := adm.FetchOffsets(ctx, g.group)
+		c, err := adm.FetchOffsets(pctx, g.group)
 		if errors.Is(err, kerr.GroupIDNotFound) { // the stage never committed: everything is lag
-			committed, err = kadm.OffsetResponses{}, nil
+			c, err = kadm.OffsetResponses{}, nil
 		}
 		if err != nil {
 			r.fail("kafka: committed offsets of group %s: %v", g.group, err)
+			unknown[g.group] = fmt.Sprintf("reading its committed offsets failed: %v", err)
 			continue
 		}
-		grp := Group{Stage: g.stage, Group: g.group, State: described[g.group].State, Topics: []TopicLag{}}
+		committed[g.group] = c
+	}
+
+	// Read what lies behind every group, so lags count records and not transaction markers,
+	// and the webhook group's first undelivered record gives the oldest undelivered event.
+	spans := map[tp]int64{} // partition → lowest position of any group
+	for _, g := range specs {
+		c, ok := committed[g.group]
+		if !ok {
+			continue
+		}
 		for _, t := range g.topics {
-			tl := topicLag(t, offs, committed)
+			for p, end := range offs.end[t] {
+				if at := position(t, p, offs, c); at < end.Offset {
+					k := tp{t, p}
+					if cur, seen := spans[k]; !seen || at < cur {
+						spans[k] = at
+					}
+				}
+			}
+		}
+	}
+	read, readErr := readSpans(ctx, opts, spans, offs, o)
+	if readErr != nil {
+		r.fail("kafka: read the records behind the groups: %v", readErr)
+	}
+
+	retries := retryTopics(cfg)
+	for _, g := range specs {
+		state := "unknown"
+		if d, ok := described[g.group]; ok {
+			state = d.State
+		}
+		grp := Group{Stage: g.stage, Group: g.group, State: state, Topics: []TopicLag{}}
+		c, ok := committed[g.group]
+		if !ok {
+			grp.Unknown = unknown[g.group]
+			r.Groups = append(r.Groups, grp)
+			continue
+		}
+		for _, t := range g.topics {
+			tl := topicLag(t, offs, c, read)
 			grp.Lag += tl.Lag
 			grp.Topics = append(grp.Topics, tl)
-			if g.stage == "webhook" && slices.Contains(retryTopics(cfg), t) {
+			if g.stage == "webhook" && slices.Contains(retries, t) {
 				r.RetryBacklog = append(r.RetryBacklog, tl)
 			}
 		}
-		if g.stage == "webhook" {
-			webhookCommitted = committed
-		}
 		r.Groups = append(r.Groups, grp)
+		if g.stage == "webhook" {
+			var undelivered []string
+			for _, root := range cfg.Model.Roots {
+				undelivered = append(undelivered, cfg.Kafka.SnapshotTopic(root))
+			}
+			r.oldestUndelivered(append(undelivered, retries...), offs, c, read, readErr, o)
+		}
 	}
 	r.DeadLetters = TopicSize{Topic: dlq, Missing: offs.missing(dlq)}
 	for p, end := range offs.end[dlq] {
 		start, _ := offs.start.Lookup(dlq, p)
 		r.DeadLetters.Records += max(0, end.Offset-start.Offset)
 	}
-	if webhookCommitted != nil {
-		var undelivered []string
-		for _, r := range cfg.Model.Roots {
-			undelivered = append(undelivered, cfg.Kafka.SnapshotTopic(r))
-		}
-		undelivered = append(undelivered, retryTopics(cfg)...)
-		r.oldestUndelivered(ctx, opts, undelivered, offs, webhookCommitted, o)
+}
+
+// pingReason drops kafkaconn.Ping's advice, which the report's error line carries, keeping the
+// cause for the line it stands beside.
+func pingReason(err error) string {
+	if u := errors.Unwrap(err); u != nil {
+		return u.Error()
 	}
+	return err.Error()
 }
 
 // position is where a group resumes on a partition: its committed offset, else the log start.
@@ -146,67 +215,164 @@ func position(topic string, p int32, offs offsets, committed kadm.OffsetResponse
 	return start.Offset
 }
 
-func topicLag(topic string, offs offsets, committed kadm.OffsetResponses) TopicLag {
+func topicLag(topic string, offs offsets, committed kadm.OffsetResponses, read map[tp]*span) TopicLag {
 	tl := TopicLag{Topic: topic, Missing: offs.missing(topic), Partitions: len(offs.end[topic])}
 	for p, end := range offs.end[topic] {
-		tl.Lag += max(0, end.Offset-position(topic, p, offs, committed))
+		at := position(topic, p, offs, committed)
+		if at >= end.Offset {
+			continue
+		}
+		n, exact := read[tp{topic, p}].behind(at, end.Offset)
+		tl.Lag += n
+		tl.Approximate = tl.Approximate || !exact
 	}
 	return tl
 }
 
-// oldestUndelivered reads the first uncommitted record of every partition of topics that has
-// one and keeps the oldest. It reads committed records only; a partition whose only
-// uncommitted entry is a transaction marker yields nothing and is waited for until o.Timeout.
-func (r *Report) oldestUndelivered(ctx context.Context, opts []kgo.Opt, topics []string, offs offsets,
-	committed kadm.OffsetResponses, o Options) {
-	want := map[string]map[int32]kgo.Offset{}
-	n := 0
+// oldestUndelivered is the oldest of the first records behind the webhook group on the
+// snapshot and retry topics.
+func (r *Report) oldestUndelivered(topics []string, offs offsets, committed kadm.OffsetResponses, read map[tp]*span, readErr error, o Options) {
 	for _, t := range topics {
 		for p, end := range offs.end[t] {
 			at := position(t, p, offs, committed)
 			if at >= end.Offset {
 				continue
 			}
-			if want[t] == nil {
-				want[t] = map[int32]kgo.Offset{}
+			rec, known := read[tp{t, p}].first(at)
+			if !known {
+				reason := fmt.Sprintf("%s[%d] was not read as far as offset %d within %s (--timeout)", t, p, at, o.Timeout)
+				if readErr != nil {
+					reason = readErr.Error()
+				}
+				r.OldestUndeliveredUnknown = reason
+				continue
 			}
-			want[t][p] = kgo.NewOffset().At(at)
-			n++
+			if rec != nil && (r.OldestUndelivered == nil || rec.Timestamp.Before(r.OldestUndelivered.Timestamp)) {
+				rec.Topic, rec.Partition = t, p
+				r.OldestUndelivered = rec
+			}
 		}
-	}
-	if n == 0 {
-		return
-	}
-	cl, err := kgo.NewClient(append(slices.Clone(opts), kgo.ConsumePartitions(want),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(500*time.Millisecond))...)
-	if err != nil {
-		r.fail("kafka: reader of undelivered records: %v", err)
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	seen := map[string]map[int32]bool{}
-	for got := 0; got < n; {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			if seen[rec.Topic] == nil {
-				seen[rec.Topic] = map[int32]bool{}
-			}
-			if seen[rec.Topic][rec.Partition] {
-				return
-			}
-			seen[rec.Topic][rec.Partition] = true
-			got++
-			if r.OldestUndelivered == nil || rec.Timestamp.Before(r.OldestUndelivered.Timestamp) {
-				r.OldestUndelivered = &Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp.UTC()}
-			}
-		})
 	}
 	if u := r.OldestUndelivered; u != nil {
 		u.AgeSeconds = o.Now().Sub(u.Timestamp).Seconds()
 	}
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// span is what was read of one partition from the lowest group position on: the offsets and
+// timestamps of its records (transaction markers and aborted records left out), up to a limit.
+type span struct {
+	from    int64
+	offsets []int64
+	times   []time.Time
+	// next is the offset after the last entry read, markers included.
+	next int64
+	// done: read up to the end offset, or up to the last stable offset with what follows in
+	// a transaction still open (at lso).
+	done bool
+	lso  int64 // -1 unless reading stopped at an open transaction
+	// truncated: stopped at the limit.
+	truncated bool
+}
+
+// behind counts the records in [at, end) and whether the count is exact. What was not read
+// (past the limit, the timeout, or in an open transaction) counts as the offset span.
+func (s *span) behind(at, end int64) (int64, bool) {
+	if s == nil {
+		return end - at, false
+	}
+	i := sort.Search(len(s.offsets), func(i int) bool { return s.offsets[i] >= at })
+	n := int64(len(s.offsets) - i)
+	switch {
+	case s.done && s.lso < 0:
+		return n, true
+	case s.done:
+		return n + max(0, end-max(s.lso, at)), false
+	}
+	return n + max(0, end-max(s.next, at)), false
+}
+
+// first returns the first record at or after at; known is false when the span was not read
+// far enough to say.
+func (s *span) first(at int64) (rec *Record, known bool) {
+	if s == nil {
+		return nil, false
+	}
+	i := sort.Search(len(s.offsets), func(i int) bool { return s.offsets[i] >= at })
+	if i < len(s.offsets) {
+		return &Record{Offset: s.offsets[i], Timestamp: s.times[i].UTC()}, true
+	}
+	return nil, s.done
+}
+
+// readSpans reads every partition of spans from its offset to its end offset, committed records
+// only, keeping control records so it knows where a partition stands when the last entries are
+// transaction markers. It stops at o.Timeout; partitions not finished are approximate.
+func readSpans(ctx context.Context, opts []kgo.Opt, spans map[tp]int64, offs offsets, o Options) (map[tp]*span, error) {
+	out := map[tp]*span{}
+	if len(spans) == 0 {
+		return out, nil
+	}
+	want := map[string]map[int32]kgo.Offset{}
+	for k, from := range spans {
+		if want[k.topic] == nil {
+			want[k.topic] = map[int32]kgo.Offset{}
+		}
+		want[k.topic][k.partition] = kgo.NewOffset().At(from)
+		out[k] = &span{from: from, next: from, lso: -1}
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(opts), kgo.ConsumePartitions(want), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))...)
+	if err != nil {
+		return out, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	open := len(out)
+	for open > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		var pause map[string][]int32
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			s := out[tp{p.Topic, p.Partition}]
+			if s == nil || s.done || s.truncated {
+				return
+			}
+			end, _ := offs.end.Lookup(p.Topic, p.Partition)
+			for _, rec := range p.Records {
+				s.next = rec.Offset + 1
+				if rec.Attrs.IsControl() || rec.Offset >= end.Offset {
+					continue
+				}
+				s.offsets = append(s.offsets, rec.Offset)
+				s.times = append(s.times, rec.Timestamp)
+			}
+			switch {
+			case s.next >= end.Offset:
+				s.done = true
+			case p.LastStableOffset >= 0 && p.LastStableOffset < end.Offset && s.next >= p.LastStableOffset:
+				s.done, s.lso = true, p.LastStableOffset
+			case int64(len(s.offsets)) >= o.CountLimit:
+				s.truncated = true
+			default:
+				return
+			}
+			open--
+			if pause == nil {
+				pause = map[string][]int32{}
+			}
+			pause[p.Topic] = append(pause[p.Topic], p.Partition)
+		})
+		if pause != nil {
+			cl.PauseFetchPartitions(pause)
+		}
+	}
+	return out, nil
 }

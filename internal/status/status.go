@@ -9,16 +9,19 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/kafkaconn"
+	"github.com/walhook/walhook/internal/redact"
 )
 
 // Report is what `walhook status` shows; its JSON form is the --json output.
@@ -29,9 +32,14 @@ type Report struct {
 	DeadLetters           TopicSize              `json:"dead_letters"`
 	RetryBacklog          []TopicLag             `json:"retry_backlog"`
 	DisabledSubscriptions []DisabledSubscription `json:"disabled_subscriptions"`
+	// DisabledSubscriptionsUnknown says why the disabled subscriptions could not be read; the
+	// list is then empty, not known to be empty.
+	DisabledSubscriptionsUnknown string `json:"disabled_subscriptions_unknown,omitempty"`
 	// OldestUndelivered is the oldest record of the snapshot and retry topics that the webhook
-	// group has not committed; nil when there is none.
-	OldestUndelivered *Record `json:"oldest_undelivered"`
+	// group has not committed; nil when there is none, or when it could not be read
+	// (OldestUndeliveredUnknown says why).
+	OldestUndelivered        *Record `json:"oldest_undelivered"`
+	OldestUndeliveredUnknown string  `json:"oldest_undelivered_unknown,omitempty"`
 	// Errors are the parts that could not be read, each naming the thing and the fix.
 	Errors []string `json:"errors,omitempty"`
 	// Violations are the thresholds crossed (filled by Check).
@@ -44,7 +52,9 @@ type Report struct {
 
 // Slot is the logical replication slot of postgres.slot.
 type Slot struct {
-	Name              string `json:"name"`
+	Name string `json:"name"`
+	// Unknown says why the slot could not be read; the other fields then mean nothing.
+	Unknown           string `json:"unknown,omitempty"`
 	Exists            bool   `json:"exists"`
 	Active            bool   `json:"active"`
 	ConfirmedFlushLSN string `json:"confirmed_flush_lsn,omitempty"`
@@ -68,6 +78,8 @@ type Group struct {
 	State  string     `json:"state"`
 	Lag    int64      `json:"lag"`
 	Topics []TopicLag `json:"topics"`
+	// Unknown says why the group's lag could not be read; Lag and Topics then mean nothing.
+	Unknown string `json:"unknown,omitempty"`
 }
 
 // TopicLag is a group's lag on one topic: records between its committed offsets (the log
@@ -78,6 +90,10 @@ type TopicLag struct {
 	Partitions int    `json:"partitions"`
 	// Missing is true when the topic does not exist yet (the stage that creates it never ran).
 	Missing bool `json:"missing,omitempty"`
+	// Approximate is true when Lag is an upper bound: the span of offsets, transaction markers
+	// included, because counting the records in it would read too much or took too long.
+	// Otherwise Lag counts records only, so a caught-up group on a transactional topic is 0.
+	Approximate bool `json:"approximate,omitempty"`
 }
 
 // TopicSize is the number of records a topic retains.
@@ -85,9 +101,49 @@ type TopicSize struct {
 	Topic   string `json:"topic"`
 	Records int64  `json:"records"`
 	Missing bool   `json:"missing,omitempty"`
+	// Unknown says why the size could not be read; Records is then null in JSON.
+	Unknown string `json:"unknown,omitempty"`
 }
 
-// DisabledSubscription is a row of hook.subscription that is not enabled.
+// MarshalJSON writes records as null when the size is unknown, so a reader of --json cannot
+// take it for an empty topic.
+func (t TopicSize) MarshalJSON() ([]byte, error) {
+	type plain TopicSize
+	if t.Unknown == "" {
+		return json.Marshal(plain(t))
+	}
+	return json.Marshal(struct {
+		plain
+		Records *int64 `json:"records"`
+	}{plain: plain(t)})
+}
+
+// MarshalJSON writes lag as null when the group's lag is unknown.
+func (g Group) MarshalJSON() ([]byte, error) {
+	type plain Group
+	if g.Unknown == "" {
+		return json.Marshal(plain(g))
+	}
+	return json.Marshal(struct {
+		plain
+		Lag *int64 `json:"lag"`
+	}{plain: plain(g)})
+}
+
+// MarshalJSON writes lag_bytes as null when the slot is unknown.
+func (s Slot) MarshalJSON() ([]byte, error) {
+	type plain Slot
+	if s.Unknown == "" {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		LagBytes *int64 `json:"lag_bytes"`
+	}{plain: plain(s)})
+}
+
+// DisabledSubscription is a row of hook.subscription that is not enabled. URL is masked
+// (password and query values).
 type DisabledSubscription struct {
 	UUID       string     `json:"uuid"`
 	Tenant     string     `json:"tenant"`
@@ -108,8 +164,12 @@ type Record struct {
 
 // Options tune Collect.
 type Options struct {
-	// Timeout bounds reading the oldest undelivered records. Default 5s.
+	// Timeout bounds each read: connecting to PostgreSQL, each Kafka request, and reading the
+	// records behind each group (to count them and find the oldest undelivered one). Default 5s.
 	Timeout time.Duration
+	// CountLimit is the most records read per partition to count a lag exactly; a larger lag is
+	// the offset span (Approximate). Default 10000.
+	CountLimit int64
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -124,8 +184,11 @@ func Collect(ctx context.Context, cfg *config.Config, o Options) (*Report, error
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.CountLimit <= 0 {
+		o.CountLimit = 10000
+	}
 	r := &Report{CheckedAt: o.Now().UTC(), DisabledSubscriptions: []DisabledSubscription{}}
-	r.collectPostgres(ctx, cfg)
+	r.collectPostgres(ctx, cfg, o)
 	opts, err := kafkaconn.Opts(cfg.Kafka)
 	if err != nil {
 		return nil, err
@@ -135,7 +198,7 @@ func Collect(ctx context.Context, cfg *config.Config, o Options) (*Report, error
 		return nil, fmt.Errorf("status: kafka client: %w", err)
 	}
 	defer cl.Close()
-	r.collectKafka(ctx, cfg, kadm.NewClient(cl), opts, o)
+	r.collectKafka(ctx, cfg, cl, opts, o)
 	return r, nil
 }
 
@@ -144,24 +207,45 @@ func (r *Report) fail(format string, args ...any) {
 }
 
 // collectPostgres reads the slot and the disabled subscriptions.
-func (r *Report) collectPostgres(ctx context.Context, cfg *config.Config) {
+func (r *Report) collectPostgres(ctx context.Context, cfg *config.Config, o Options) {
 	r.Slot = &Slot{Name: cfg.Postgres.Slot}
-	conn, err := pgx.Connect(ctx, cfg.Postgres.URL)
+	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, cfg.Postgres.URL)
 	if err != nil {
-		r.fail("postgres: cannot connect (%v); check postgres.url / WALHOOK_PG_URL", err)
+		reason := fmt.Sprintf("PostgreSQL not reachable: %v", pgReason(err))
+		r.fail("postgres: %s; check postgres.url / WALHOOK_PG_URL", reason)
+		r.Slot.Unknown, r.DisabledSubscriptionsUnknown = reason, reason
 		return
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	if err := r.Slot.read(ctx, conn); err != nil {
 		r.fail("postgres: replication slot %s: %v", r.Slot.Name, err)
+		r.Slot.Unknown = fmt.Sprintf("reading pg_replication_slots failed: %v", err)
 	} else {
 		r.slotRead = true
 	}
 	subs, err := disabledSubscriptions(ctx, conn)
 	if err != nil {
-		r.fail("postgres: disabled subscriptions: %v; walhook deliver creates the hook schema, or apply it by hand", err)
+		r.fail("postgres: disabled subscriptions: %v; apply the hook schema (internal/demo/schema.sql) to postgres.url", err)
+		r.DisabledSubscriptionsUnknown = fmt.Sprintf("reading hook.subscription failed: %v", err)
 	}
 	r.DisabledSubscriptions = subs
+}
+
+// pgReason is the innermost error of a failed connect, without pgconn's repetition of the user
+// and database, on one line (pgconn joins one error per address and TLS mode tried).
+func pgReason(err error) string {
+	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
+		err = next
+	}
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 const slotQuery = `SELECT s.active, s.confirmed_flush_lsn::text,
@@ -199,6 +283,7 @@ func disabledSubscriptions(ctx context.Context, conn *pgx.Conn) ([]DisabledSubsc
 			rows.Close()
 			return out, err
 		}
+		d.URL = redact.URL(d.URL)
 		out = append(out, d)
 	}
 	return out, rows.Err()

@@ -7,12 +7,15 @@ import (
 	"time"
 )
 
-// WriteText prints r as one screen for a person.
+// WriteText prints r as one screen for a person. What could not be read shows as "unknown"
+// with the reason beside it, never as a zero that would look healthy.
 func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "walhook status at %s\n\n", r.CheckedAt.Format(time.RFC3339))
 	if s := r.Slot; s != nil {
 		switch {
+		case s.Unknown != "":
+			fmt.Fprintf(tw, "slot %s: unknown (%s)\n", s.Name, s.Unknown)
 		case !r.slotRead:
 			fmt.Fprintf(tw, "slot %s: unknown (PostgreSQL not read)\n", s.Name)
 		case !s.Exists:
@@ -32,27 +35,47 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(tw, "\nGROUP\tSTAGE\tSTATE\tTOPIC\tPARTITIONS\tLAG")
 	for _, g := range r.Groups {
+		if g.Unknown != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\tunknown (%s)\n", g.Group, g.Stage, g.State, g.Unknown)
+			continue
+		}
 		for _, t := range g.Topics {
 			parts := fmt.Sprint(t.Partitions)
 			if t.Missing {
 				parts = "missing"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", g.Group, g.Stage, g.State, t.Topic, parts, t.Lag)
+			lag := fmt.Sprint(t.Lag)
+			if t.Approximate {
+				lag = "≤" + lag
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Group, g.Stage, g.State, t.Topic, parts, lag)
 		}
 	}
-	fmt.Fprintf(tw, "\ndead letters: %d in %s\n", r.DeadLetters.Records, r.DeadLetters.Topic)
-	fmt.Fprint(tw, "retry backlog:")
-	for _, t := range r.RetryBacklog {
-		fmt.Fprintf(tw, " %s=%d", t.Topic, t.Lag)
+	if d := r.DeadLetters; d.Unknown != "" {
+		fmt.Fprintf(tw, "\ndead letters: unknown (%s)\n", d.Unknown)
+		fmt.Fprintf(tw, "retry backlog: unknown (%s)\n", d.Unknown)
+	} else {
+		fmt.Fprintf(tw, "\ndead letters: %d in %s\n", d.Records, d.Topic)
+		fmt.Fprint(tw, "retry backlog:")
+		for _, t := range r.RetryBacklog {
+			fmt.Fprintf(tw, " %s=%d", t.Topic, t.Lag)
+		}
+		fmt.Fprintln(tw)
 	}
-	fmt.Fprintln(tw)
-	if u := r.OldestUndelivered; u != nil {
+	switch u := r.OldestUndelivered; {
+	case u != nil:
 		fmt.Fprintf(tw, "oldest undelivered: %s[%d]@%d from %s (%s ago)\n", u.Topic, u.Partition, u.Offset,
 			u.Timestamp.Format(time.RFC3339), time.Duration(u.AgeSeconds*float64(time.Second)).Round(time.Second))
-	} else {
+	case r.OldestUndeliveredUnknown != "":
+		fmt.Fprintf(tw, "oldest undelivered: unknown (%s)\n", r.OldestUndeliveredUnknown)
+	default:
 		fmt.Fprintln(tw, "oldest undelivered: none")
 	}
-	fmt.Fprintf(tw, "\ndisabled subscriptions: %d\n", len(r.DisabledSubscriptions))
+	if r.DisabledSubscriptionsUnknown != "" {
+		fmt.Fprintf(tw, "\ndisabled subscriptions: unknown (%s)\n", r.DisabledSubscriptionsUnknown)
+	} else {
+		fmt.Fprintf(tw, "\ndisabled subscriptions: %d\n", len(r.DisabledSubscriptions))
+	}
 	if len(r.DisabledSubscriptions) > 0 {
 		fmt.Fprintln(tw, "UUID\tTENANT\tEVENT\tURL\tREASON\tDISABLED AT")
 		for _, d := range r.DisabledSubscriptions {
