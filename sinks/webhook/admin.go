@@ -296,35 +296,53 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// Subscribe creates a subscription with a fresh secret and returns it.
-func (a *Admin) Subscribe(ctx context.Context, r SubscribeRequest) (*Subscription, error) {
+// CheckSubscribe checks r as Subscribe does, without writing anything, and returns the
+// warnings of its URL (a name that does not resolve from here), so a caller can show them
+// before it subscribes.
+func (a *Admin) CheckSubscribe(ctx context.Context, r SubscribeRequest) (warnings []string, err error) {
+	_, warnings, err = a.checkSubscribe(ctx, &r)
+	return warnings, err
+}
+
+// checkSubscribe normalizes r in place and returns its event type.
+func (a *Admin) checkSubscribe(ctx context.Context, r *SubscribeRequest) (string, []string, error) {
 	et, err := a.eventType(r.Event)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	r.Tenant = strings.TrimSpace(r.Tenant)
 	if r.Tenant == "" {
-		return nil, invalid("tenant", "empty; every subscription belongs to one tenant")
+		return "", nil, invalid("tenant", "empty; every subscription belongs to one tenant")
 	}
 	if r.Method, err = normalizeMethod(r.Method); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if r.Format, err = normalizeFormat(r.Format); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if err := checkHeaders(r.Headers); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	if _, err := a.CheckTarget(ctx, r.URL); err != nil {
-		return nil, err
+	warnings, err := a.CheckTarget(ctx, r.URL)
+	if err != nil {
+		return "", nil, err
 	}
 	if r.AppID == 0 {
 		app, err := a.App(ctx, r.App)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		r.AppID = app.ID
 	} else if _, err := a.App(ctx, strconv.FormatInt(r.AppID, 10)); err != nil {
+		return "", nil, err
+	}
+	return et, warnings, nil
+}
+
+// Subscribe creates a subscription with a fresh secret and returns it.
+func (a *Admin) Subscribe(ctx context.Context, r SubscribeRequest) (*Subscription, error) {
+	et, _, err := a.checkSubscribe(ctx, &r)
+	if err != nil {
 		return nil, err
 	}
 	headers := []byte("{}")

@@ -66,7 +66,7 @@ func (g *guard) checkURL(raw string) (*url.URL, error) {
 	case u.User != nil:
 		return nil, fmt.Errorf("%w: %s carries a user name or password, which walhook does not send; remove it and pass credentials in a header (Authorization: Basic ...)", ErrRefusedTarget, redactURL(u))
 	case u.Hostname() == "":
-		return nil, fmt.Errorf("%w: %q has no host; write https://host/path", ErrRefusedTarget, redactURL(u))
+		return nil, fmt.Errorf("%w: %q has no host; write https://host/path", ErrRefusedTarget, raw)
 	}
 	switch u.Scheme {
 	case "https":
