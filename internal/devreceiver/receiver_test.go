@@ -3,6 +3,7 @@ package devreceiver
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -95,5 +96,42 @@ func TestReceiverVerifiesAndPrints(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "signature does not verify") {
 		t.Fatalf("refusal not printed:\n%s", out.String())
+	}
+}
+
+// TestReceiverStopsWithAnUnusedConnection: a client that connected and sent nothing (an
+// HTTP client warming a connection) must not make Ctrl-C of walhook dev fail.
+func TestReceiverStopsWithAnUnusedConnection(t *testing.T) {
+	r, err := Listen(&syncBuffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Half a request: the server holds the connection as active, waiting for the rest.
+	if _, err := c.Write([]byte("POST /x HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// A full request on a second connection is answered only once the server serves: by then
+	// it has accepted the first one too (one accept loop, in order).
+	if resp, err := http.Post(r.URL()+"/unknown", "application/json", strings.NewReader("{}")); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v, want a clean stop", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
 	}
 }
