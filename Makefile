@@ -5,7 +5,7 @@ TESTFLAGS ?= -count=1 -timeout 25m
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # run: where `make run` puts the binary it runs, and flags for `walhook dev` (e.g. DEVFLAGS=--fresh).
-BIN       ?= bin/walhook-dev
+BIN       ?= bin/walhook
 DEVFLAGS  ?=
 
 .PHONY: run test bench chaos e2e lint build clean

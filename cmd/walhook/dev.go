@@ -177,7 +177,7 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		"WALHOOK_RECEIVER_URL": recv.URL(),
 	}
 	envFile := filepath.Join(f.dir, "dev.env")
-	if err := writeEnvFile(envFile, env); err != nil {
+	if err := writeEnvFile(envFile, env, binDirForPath()); err != nil {
 		return err
 	}
 	printDevBanner(out, env, envFile, cfg.HTTP.Listen)
@@ -298,12 +298,29 @@ func writeDevConfig(path string, cfg *config.Config) error {
 	return nil
 }
 
-// writeEnvFile writes shell assignments so another terminal can `. .walhook/dev.env`.
-func writeEnvFile(path string, env map[string]string) error {
+// binDirForPath is the directory of the running binary when it is a walhook of its own (what
+// `make run` builds, bin/walhook), so that dev.env can put it on PATH and the README's
+// `walhook status` works as printed; "" for `go run`'s throw-away binary.
+func binDirForPath() string {
+	exe, err := os.Executable()
+	if err != nil || filepath.Base(exe) != "walhook" || strings.HasPrefix(exe, os.TempDir()) {
+		return ""
+	}
+	return filepath.Dir(exe)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// writeEnvFile writes shell assignments so another terminal can `. .walhook/dev.env`; with
+// pathDir it also puts that directory first on PATH.
+func writeEnvFile(path string, env map[string]string, pathDir string) error {
 	var b strings.Builder
 	b.WriteString("# Written by `walhook dev`; source it: . " + path + "\n")
 	for _, k := range sortedKeys(env) {
-		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(env[k], "'", `'\''`))
+		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(env[k]))
+	}
+	if pathDir != "" {
+		fmt.Fprintf(&b, "export PATH=%s\"${PATH:+:$PATH}\"\n", shellQuote(pathDir))
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
