@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,8 @@ type devFlags struct {
 	registry   string
 	logLevel   string
 	httpListen string
+	// httpListenSet: --http-listen was given; else a taken default port is replaced by a free one.
+	httpListenSet bool
 }
 
 func newDevCommand() *cobra.Command {
@@ -54,7 +57,10 @@ servers instead of the embedded ones.`,
   walhook dev --config my-model.yaml --schema my-tables.sql
   walhook dev --pg-url postgres://me@localhost:5432/app --brokers localhost:9092`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.httpListenSet = cmd.Flags().Changed("http-listen")
+			return runDev(cmd.Context(), cmd.OutOrStdout(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.dir, "dir", ".walhook", "where the embedded servers keep their data between runs")
@@ -65,7 +71,7 @@ servers instead of the embedded ones.`,
 	fl.StringVar(&f.brokers, "brokers", "", "use these Kafka brokers (comma-separated) instead of the embedded one")
 	fl.StringVar(&f.registry, "registry", "", "use this schema registry URL instead of the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz")
+	fl.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (default: a free port if 9464 is taken; port 0: a free port)")
 	return cmd
 }
 
@@ -100,6 +106,7 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		}
 		source = f.configPath
 	}
+	f.httpListen = devListen(f.httpListen, f.httpListenSet)
 	// Decode first, with placeholder addresses, so a broken file is reported before any server
 	// starts.
 	if _, err := devConfig(model, source, f, dir, "postgres://placeholder", []string{"placeholder:9092"}, ""); err != nil {
@@ -240,6 +247,32 @@ func devConfig(model []byte, source string, f devFlags, dir, pgURL string, broke
 	return cfg, cfg.Validate()
 }
 
+// devListen is the metrics address dev prints and serves: a port of 0, or the default port when
+// another process (a second demo) holds it, becomes a free port, so the banner shows where
+// /metrics really is.
+func devListen(addr string, explicit bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || addr == "" {
+		return addr // config validation reports it
+	}
+	if port != "0" {
+		if explicit {
+			return addr
+		}
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			_ = l.Close()
+			return addr
+		}
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return addr
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 func splitBrokers(s string) []string {
 	var out []string
 	for _, b := range strings.Split(s, ",") {
@@ -303,7 +336,7 @@ func writeDevConfig(path string, cfg *config.Config) error {
 // `walhook status` works as printed; "" for `go run`'s throw-away binary.
 func binDirForPath() string {
 	exe, err := os.Executable()
-	if err != nil || filepath.Base(exe) != "walhook" || strings.HasPrefix(exe, os.TempDir()) {
+	if err != nil || filepath.Base(exe) != "walhook" || strings.Contains(exe, string(filepath.Separator)+"go-build") {
 		return ""
 	}
 	return filepath.Dir(exe)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,25 @@ func TestDevStack(t *testing.T) {
 			if d.env[k] == "" {
 				t.Errorf("%s missing from dev.env: %v", k, d.env)
 			}
+		}
+		raw, _ := os.ReadFile(filepath.Join(dir, "dev.env"))
+		if want := "export PATH='" + filepath.Dir(d.bin) + "'"; !strings.Contains(string(raw), want) {
+			t.Errorf("dev.env does not put the binary's directory on PATH (%s):\n%s", want, raw)
+		}
+	})
+
+	t.Run("metrics where the banner says", func(t *testing.T) {
+		m := regexp.MustCompile(`metrics\s+(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(d.out.String())
+		if m == nil || strings.HasSuffix(m[1], ":0/metrics") {
+			t.Fatalf("banner without a usable metrics address:\n%s", d.out)
+		}
+		resp, err := http.Get(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", m[1], resp.Status)
 		}
 	})
 
