@@ -34,9 +34,9 @@ func subscribeDemo(ctx context.Context, cfg *config.Config, recv *devreceiver.Re
 		return nil, fmt.Errorf("dev subscriptions: %w", err)
 	}
 	defer adm.Close()
-	app, err := adm.RegisterApp(ctx, devApp)
-	if errors.Is(err, webhook.ErrAppExists) {
-		app, err = adm.App(ctx, devApp)
+	app, err := adm.App(ctx, devApp)
+	if errors.Is(err, webhook.ErrUnknownApp) {
+		app, err = adm.RegisterApp(ctx, devApp)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dev subscriptions: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,9 +178,11 @@ func (d *devStack) stop() {
 	case <-time.After(30 * time.Second):
 		d.t.Fatalf("walhook dev did not stop within 30s of SIGINT:\n%s", d.out)
 	}
-	addrs := map[string]string{"PostgreSQL": strings.Split(strings.Split(d.env["WALHOOK_PG_URL"], "@")[1], "/")[0],
-		"receiver": strings.TrimPrefix(d.env["WALHOOK_RECEIVER_URL"], "http://")}
-	if !d.real {
+	addrs := map[string]string{"receiver": strings.TrimPrefix(d.env["WALHOOK_RECEIVER_URL"], "http://")}
+	if !slices.Contains(d.cmd.Args, "--pg-url") {
+		addrs["PostgreSQL"] = strings.Split(strings.Split(d.env["WALHOOK_PG_URL"], "@")[1], "/")[0]
+	}
+	if !slices.Contains(d.cmd.Args, "--brokers") {
 		addrs["Kafka"] = strings.Split(d.env["WALHOOK_BROKERS"], ",")[0]
 	}
 	for name, addr := range addrs {

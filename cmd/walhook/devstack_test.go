@@ -22,8 +22,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/devreceiver"
 	"github.com/walhook/walhook/internal/kafkatest"
+	"github.com/walhook/walhook/internal/pgtest"
 )
 
 // The README's story: a session, an incident, then one transaction that resolves it and adds a
@@ -514,6 +516,46 @@ func TestDevOwnModel(t *testing.T) {
 		return nil
 	})
 	d.stop()
+}
+
+// TestDevOnExistingServers is the README's `walhook dev --pg-url URL --brokers HOST:PORT`: the
+// demo on a PostgreSQL and a Kafka it did not start (a database of the test cluster with a slot
+// of its own, and the test broker).
+func TestDevOnExistingServers(t *testing.T) {
+	requirePostgres(t)
+	url := pgtest.NewDatabase(t, pgtest.Start(t))
+	slot := fmt.Sprintf("devtest_%d", time.Now().UnixNano())
+	t.Cleanup(func() { dropSlot(t, url, slot) })
+	var args []string
+	if os.Getenv(kafkatest.EnvBrokers) == "" { // startDev passes the real brokers itself
+		env := kafkatest.Start(t)
+		args = []string{"--brokers", strings.Join(env.Brokers, ","), "--registry", env.RegistryURL}
+	}
+	d := startDev(t, filepath.Join(t.TempDir(), ".walhook"), fmt.Sprintf("postgres: {slot: %s}\n%s", slot, demo.ModelYAML),
+		append(args, "--pg-url", url)...)
+	if d.env["WALHOOK_PG_URL"] != url || d.pgPid != 0 {
+		t.Fatalf("dev.env WALHOOK_PG_URL=%q (postmaster %d), want the given %s and no embedded server", d.env["WALHOOK_PG_URL"], d.pgPid, url)
+	}
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		if r := d.run("status"); !strings.Contains(r.stdout, "slot "+slot+": active") {
+			return fmt.Errorf("%v", r)
+		}
+		return nil
+	})
+	execSQL(t, url, story...)
+	d.waitOutput("✓ webhook incident_instance_updated  version 2", 30*time.Second)
+	d.stop()
+}
+
+func dropSlot(t *testing.T, url, slot string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	_, _ = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
 }
 
 // TestDevRefusesAModelThatDoesNotMatch: --config naming tables that do not exist stops before
