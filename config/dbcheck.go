@@ -105,7 +105,7 @@ func connect(ctx context.Context, pgURL string) (*pgx.Conn, *Problem) {
 	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, &Problem{Message: fmt.Sprintf("cannot connect to PostgreSQL at %s (database %q): %v; check --pg-url / WALHOOK_PG_URL and that PostgreSQL is running and accepts connections there",
-			hostPort(pc), pc.Database, rootCause(err))}
+			hostPort(pc), pc.Database, ConnectErrorCause(err))}
 	}
 	return conn, nil
 }
@@ -114,10 +114,10 @@ func hostPort(pc *pgx.ConnConfig) string {
 	return net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port)))
 }
 
-// rootCause drops pgconn's "failed to connect to `user=… database=…`" wrapping, which repeats
-// what the message already says, and joins the per-attempt errors (pgx tries each address and
-// TLS mode) into one line without repeats.
-func rootCause(err error) string {
+// ConnectErrorCause is the cause of a failed PostgreSQL connect on one line: it drops pgconn's
+// "failed to connect to `user=… database=…`" wrapping, which repeats what a message around it
+// says, and joins the per-attempt errors (pgx tries each address and TLS mode) without repeats.
+func ConnectErrorCause(err error) string {
 	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
 		err = next
 	}

@@ -19,7 +19,7 @@ type envVar struct {
 func envVars() []envVar {
 	return []envVar{
 		{"WALHOOK_PG_URL", "postgres.url", func(c *Config, v string) { c.Postgres.URL = v }},
-		{"WALHOOK_BROKERS", "kafka.brokers", func(c *Config, v string) { c.Kafka.Brokers = splitList(v) }},
+		{"WALHOOK_BROKERS", "kafka.brokers", func(c *Config, v string) { c.Kafka.Brokers = SplitList(v) }},
 		{"WALHOOK_INSTANCE_ID", "kafka.instance_id", func(c *Config, v string) { c.Kafka.InstanceID = strings.TrimSpace(v) }},
 		{"WALHOOK_KAFKA_SASL_USERNAME", "kafka.sasl.username", func(c *Config, v string) { c.Kafka.SASL.Username = v }},
 		{"WALHOOK_KAFKA_SASL_PASSWORD", "kafka.sasl.password", func(c *Config, v string) { c.Kafka.SASL.Password = v }},
@@ -95,8 +95,9 @@ func (c *Config) ensureSource() {
 	}
 }
 
-// splitList splits a comma-separated list, trimming blanks and dropping empty items.
-func splitList(s string) []string {
+// SplitList splits a comma-separated list (WALHOOK_BROKERS, --brokers), trimming blanks and
+// dropping empty items.
+func SplitList(s string) []string {
 	var out []string
 	for _, item := range strings.Split(s, ",") {
 		if item = strings.TrimSpace(item); item != "" {

@@ -12,9 +12,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/walhook/walhook/internal/demo"
-	"github.com/walhook/walhook/internal/pgtest"
 )
 
 // testdataDir is config/testdata as an absolute path, for tests that change directory.
@@ -229,15 +226,7 @@ model:
 // TestConfigValidateSaysWhatItChecked: with --pg-url the report names the server and what
 // matched; without, it says the database was not checked.
 func TestConfigValidateSaysWhatItChecked(t *testing.T) {
-	url := pgtest.NewDatabase(t, pgtest.Start(t))
-	conn, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(t.Context(), demo.SchemaSQL); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.Close(t.Context())
+	url := demoDatabase(t)
 	file := filepath.Join(testdataDir, "demo.yaml")
 	out, err := runWalhook(t, "config", "validate", "--config", file, "--pg-url", url)
 	if err != nil {

@@ -135,7 +135,7 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		}
 	}
 
-	brokers, registry := splitBrokers(f.brokers), f.registry
+	brokers, registry := config.SplitList(f.brokers), f.registry
 	embeddedKafka := len(brokers) == 0
 	if embeddedKafka {
 		registryPort := 0
@@ -271,16 +271,6 @@ func devListen(addr string, explicit bool) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func splitBrokers(s string) []string {
-	var out []string
-	for _, b := range strings.Split(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // emptyDir removes everything in dir but keep.

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -66,11 +65,7 @@ func (f *configFlags) loadIfAny() (cfg *config.Config, fromFile bool, err error)
 		SchemaRegistry: config.SchemaRegistry{URL: firstSet(f.registry, os.Getenv("WALHOOK_REGISTRY_URL"))},
 		Kafka:          config.Kafka{TopicPrefix: config.DefaultTopicPrefix, ClientID: config.DefaultClientID},
 	}
-	for _, b := range strings.Split(firstSet(f.brokers, os.Getenv("WALHOOK_BROKERS")), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			bare.Kafka.Brokers = append(bare.Kafka.Brokers, b)
-		}
-	}
+	bare.Kafka.Brokers = config.SplitList(firstSet(f.brokers, os.Getenv("WALHOOK_BROKERS")))
 	return bare, false, nil
 }
 

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/pgtest"
 )
@@ -26,19 +24,19 @@ func runHooks(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// demoDatabase is a fresh database of the test cluster with the demo schema.
+func demoDatabase(t *testing.T) string {
+	t.Helper()
+	url := pgtest.NewDatabase(t, pgtest.Start(t))
+	execSQL(t, url, demo.SchemaSQL)
+	return url
+}
+
 // hooksDatabase is a fresh database with the demo schema and a config pointing at it with the
 // demo model and the production target policy (no loopback).
 func hooksDatabase(t *testing.T) (url, cfgPath string) {
 	t.Helper()
-	url = pgtest.NewDatabase(t, pgtest.Start(t))
-	conn, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(t.Context(), demo.SchemaSQL); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.Close(t.Context())
+	url = demoDatabase(t)
 	cfgPath = writeConfig(t, fmt.Sprintf("postgres: {url: %q}\nkafka: {brokers: [127.0.0.1:1]}\n%s", url, demo.ModelYAML))
 	unsetEnv(t, "WALHOOK_CONFIG", "WALHOOK_PG_URL", "WALHOOK_BROKERS", "WALHOOK_REGISTRY_URL")
 	return url, cfgPath

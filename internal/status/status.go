@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,37 +107,33 @@ type TopicSize struct {
 // take it for an empty topic.
 func (t TopicSize) MarshalJSON() ([]byte, error) {
 	type plain TopicSize
-	if t.Unknown == "" {
-		return json.Marshal(plain(t))
-	}
-	return json.Marshal(struct {
-		plain
-		Records *int64 `json:"records"`
-	}{plain: plain(t)})
+	return nullWhenUnknown(plain(t), t.Unknown, "records")
 }
 
 // MarshalJSON writes lag as null when the group's lag is unknown.
 func (g Group) MarshalJSON() ([]byte, error) {
 	type plain Group
-	if g.Unknown == "" {
-		return json.Marshal(plain(g))
-	}
-	return json.Marshal(struct {
-		plain
-		Lag *int64 `json:"lag"`
-	}{plain: plain(g)})
+	return nullWhenUnknown(plain(g), g.Unknown, "lag")
 }
 
 // MarshalJSON writes lag_bytes as null when the slot is unknown.
 func (s Slot) MarshalJSON() ([]byte, error) {
 	type plain Slot
-	if s.Unknown == "" {
-		return json.Marshal(plain(s))
+	return nullWhenUnknown(plain(s), s.Unknown, "lag_bytes")
+}
+
+// nullWhenUnknown marshals v, with member key null when unknown (the reason) is set.
+func nullWhenUnknown(v any, unknown, key string) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil || unknown == "" {
+		return b, err
 	}
-	return json.Marshal(struct {
-		plain
-		LagBytes *int64 `json:"lag_bytes"`
-	}{plain: plain(s)})
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m[key] = json.RawMessage("null")
+	return json.Marshal(m)
 }
 
 // DisabledSubscription is a row of hook.subscription that is not enabled. URL is masked
@@ -213,7 +207,7 @@ func (r *Report) collectPostgres(ctx context.Context, cfg *config.Config, o Opti
 	defer cancel()
 	conn, err := pgx.Connect(cctx, cfg.Postgres.URL)
 	if err != nil {
-		reason := fmt.Sprintf("PostgreSQL not reachable: %v", pgReason(err))
+		reason := fmt.Sprintf("PostgreSQL not reachable: %v", config.ConnectErrorCause(err))
 		r.fail("postgres: %s; check postgres.url / WALHOOK_PG_URL", reason)
 		r.Slot.Unknown, r.DisabledSubscriptionsUnknown = reason, reason
 		return
@@ -231,21 +225,6 @@ func (r *Report) collectPostgres(ctx context.Context, cfg *config.Config, o Opti
 		r.DisabledSubscriptionsUnknown = fmt.Sprintf("reading hook.subscription failed: %v", err)
 	}
 	r.DisabledSubscriptions = subs
-}
-
-// pgReason is the innermost error of a failed connect, without pgconn's repetition of the user
-// and database, on one line (pgconn joins one error per address and TLS mode tried).
-func pgReason(err error) string {
-	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
-		err = next
-	}
-	var lines []string
-	for _, l := range strings.Split(err.Error(), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
-			lines = append(lines, l)
-		}
-	}
-	return strings.Join(lines, "; ")
 }
 
 const slotQuery = `SELECT s.active, s.confirmed_flush_lsn::text,
