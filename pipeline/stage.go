@@ -102,7 +102,7 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	if s.connOpts, err = kafkaconn.Opts(cfg.Kafka); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	s.groupID = cfg.Kafka.TopicPrefix + cfg.BubbleUp.Group
+	s.groupID = cfg.BubbleUpGroup()
 	s.changelog = s.groupID + ".changelog"
 	s.metrics, err = newMetrics(s.promReg, func() float64 {
 		if db := s.dbForMetrics.Load(); db != nil {
@@ -276,7 +276,17 @@ func createTopics(ctx context.Context, adm *kadm.Client, specs []kafkaconn.Topic
 				sp.Name, sp.Partitions, sp.Configs, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	names := make([]string, len(specs))
+	for i, sp := range specs {
+		names[i] = sp.Name
+	}
+	if err := kafkaconn.WaitForTopics(ctx, adm, names...); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	return nil
 }
 
 func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {
