@@ -93,6 +93,11 @@ func TestWholeSystem(t *testing.T) {
 	}
 	nem := &nemesis{rnd: rand.New(rand.NewPCG(seed, 0x0dd)), procs: sys.procs, targets: killTargets(t, sys.procs), start: time.Now()}
 	wg.Go(func() { nem.run(ctx) })
+	var bnem *brokerNemesis
+	if sys.kafka.apache != nil && len(sys.kafka.apache.Nodes()) > 1 {
+		bnem = newBrokerNemesis(t, seed, sys.kafka, []string{sys.cfg.BubbleUpGroup(), sys.cfg.WebhookGroup(), sys.cfg.ComplianceGroup()}, sys.tap)
+		wg.Go(func() { bnem.run(ctx) })
+	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -111,7 +116,7 @@ func TestWholeSystem(t *testing.T) {
 	drain := time.Since(workloadEnd)
 
 	obs := sys.observe(t)
-	rep := &report{t: t, seed: seed, nem: nem}
+	rep := &report{t: t, seed: seed, nem: nem, brokerNem: bnem}
 	checkSnapshots(rep, exp, obs)
 	checkCompliance(rep, exp, obs)
 	checkDeliveries(rep, exp, obs, sys.subs)
@@ -163,6 +168,7 @@ type system struct {
 	cfgPath string
 	cfg     *config.Config
 	pgURL   string
+	kafka   *brokers
 	procs   []*proc
 	subs    []*sub
 	tap     *tap
@@ -201,7 +207,8 @@ func startSystem(t *testing.T, seed uint64) *system {
 	if _, err := conn.Exec(t.Context(), demo.SchemaSQL); err != nil {
 		t.Fatalf("demo schema: %v", err)
 	}
-	brokers := startBroker(t, filepath.Join(s.dir, "kafka"))
+	s.kafka = startBrokers(t, s.dir)
+	brokers := s.kafka.addrs
 	if err := <-built; err != nil {
 		t.Fatal(err)
 	}
@@ -210,12 +217,13 @@ func startSystem(t *testing.T, seed uint64) *system {
 	t.Logf("PostgreSQL %s, broker %s, %d subscriptions, binary %s", s.pgURL, brokers, len(s.subs), s.bin)
 
 	args := []string{"--config", s.cfgPath}
+	static := s.kafka.static
 	s.procs = []*proc{
-		newProc(t, s.dir, "cdc", s.bin, append([]string{"cdc"}, args...)...),
-		newProc(t, s.dir, "bubbleup-1", s.bin, append([]string{"bubbleup"}, args...)...),
-		newProc(t, s.dir, "bubbleup-2", s.bin, append([]string{"bubbleup"}, args...)...),
-		newProc(t, s.dir, "deliver", s.bin, append([]string{"deliver"}, args...)...),
-		newProc(t, s.dir, "comply", s.bin, append([]string{"comply"}, args...)...),
+		newProc(t, s.dir, "cdc", static, s.bin, append([]string{"cdc"}, args...)...),
+		newProc(t, s.dir, "bubbleup-1", static, s.bin, append([]string{"bubbleup"}, args...)...),
+		newProc(t, s.dir, "bubbleup-2", static, s.bin, append([]string{"bubbleup"}, args...)...),
+		newProc(t, s.dir, "deliver", static, s.bin, append([]string{"deliver"}, args...)...),
+		newProc(t, s.dir, "comply", static, s.bin, append([]string{"comply"}, args...)...),
 	}
 	for _, p := range s.procs {
 		if err := p.start(); err != nil {
@@ -256,7 +264,7 @@ func (s *system) writeConfig(t *testing.T, brokers string) {
   publication: walhook
   slot: walhook
 kafka:
-  brokers: [%q]
+  brokers: [%s]
   topic_prefix: walhook.
   partitions: 4
   replication_factor: -1
@@ -274,7 +282,7 @@ compliance:
   transaction_timeout: 10s
 deliver:
   allow_loopback: true
-`, s.pgURL, brokers, filepath.Join(s.dir, "spill"))
+`, s.pgURL, quotedList(strings.Split(brokers, ",")), filepath.Join(s.dir, "spill"))
 	if err := os.WriteFile(s.cfgPath, []byte(y+demo.ModelYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -284,6 +292,15 @@ deliver:
 	}
 	cfg.Compliance.SetDefaults(cfg.Kafka)
 	s.cfg = cfg
+}
+
+// quotedList is a YAML flow list of double-quoted strings.
+func quotedList(items []string) string {
+	q := make([]string, len(items))
+	for i, it := range items {
+		q[i] = strconv.Quote(it)
+	}
+	return strings.Join(q, ", ")
 }
 
 // waitStreaming waits until cdc has created the slot and holds it, so every transaction of the
