@@ -16,7 +16,6 @@ import (
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/devreceiver"
-	"github.com/walhook/walhook/internal/embedkafka"
 	"github.com/walhook/walhook/internal/embedpg"
 	"github.com/walhook/walhook/internal/obs"
 )
@@ -26,6 +25,7 @@ type devFlags struct {
 	fresh      bool
 	pgURL      string
 	brokers    string
+	kafka      string
 	registry   string
 	logLevel   string
 	httpListen string
@@ -39,7 +39,9 @@ func newDevCommand() *cobra.Command {
 		Long: `dev starts a private PostgreSQL cluster (from the PostgreSQL server binaries on this machine) and an
 in-process Kafka-protocol broker with a schema registry, keeps their data under --dir between runs,
 applies the demo schema, writes the addresses to <dir>/dev.env and runs every stage until Ctrl-C.
---pg-url, --brokers and --registry use real servers instead of the embedded ones.`,
+--pg-url, --brokers and --registry use real servers instead of the embedded ones; --kafka apache runs a
+real Apache Kafka node (KRaft, resolved from Maven Central once: needs Java 17+ and Maven) instead of
+the in-process broker.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), cmd.OutOrStdout(), f) },
 	}
@@ -48,6 +50,7 @@ applies the demo schema, writes the addresses to <dir>/dev.env and runs every st
 	fl.BoolVar(&f.fresh, "fresh", false, "delete --dir first and start from an empty database and broker")
 	fl.StringVar(&f.pgURL, "pg-url", "", "use this PostgreSQL (wal_level=logical) instead of the embedded one")
 	fl.StringVar(&f.brokers, "brokers", "", "use these Kafka brokers (comma-separated) instead of the embedded one")
+	fl.StringVar(&f.kafka, "kafka", "kfake", "the embedded broker: kfake (in process) or apache (a real Apache Kafka node; needs Java 17+ and Maven)")
 	fl.StringVar(&f.registry, "registry", "", "use this schema registry URL instead of the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz")
@@ -61,6 +64,9 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if f.kafka != "kfake" && f.kafka != "apache" {
+		return fmt.Errorf("--kafka %q: use kfake (the in-process broker) or apache (a real Apache Kafka node)", f.kafka)
+	}
 	if f.fresh {
 		if err := os.RemoveAll(f.dir); err != nil {
 			return fmt.Errorf("--fresh: remove %s: %w", f.dir, err)
@@ -100,19 +106,11 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 	}
 
 	if len(base.Kafka.Brokers) == 0 {
-		registryPort := 0
-		if f.registry != "" {
-			registryPort = -1
-		}
-		stack, err := embedkafka.Start(ctx, embedkafka.Options{DataDir: filepath.Join(f.dir, "kafka"), RegistryPort: registryPort, Logger: log.Named("kafka")})
+		stop, err := startDevKafka(ctx, log, f, base)
 		if err != nil {
-			return fmt.Errorf("embedded Kafka: %w", err)
+			return err
 		}
-		defer stopLogged(log, "Kafka", stack.Close)
-		base.Kafka.Brokers = stack.Brokers()
-		if base.SchemaRegistry.URL == "" {
-			base.SchemaRegistry.URL = stack.RegistryURL()
-		}
+		defer stop()
 	}
 
 	// The demo model is decoded over the addresses above; the process environment is left out on
