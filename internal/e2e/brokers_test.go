@@ -49,7 +49,16 @@ func startBrokers(t *testing.T, dir string) *brokers {
 		if mode == "apache3" {
 			nodes = 3
 		}
-		b.apache = kafkatest.StartApache(t, apachekafka.Options{Nodes: nodes, Dir: filepath.Join(dir, "kafka")})
+		// Segments roll every 5 s and the cleaner runs every second on anything dirty, so the
+		// compacted topics (bubble-up's changelog, the reference and state topics) are compacted
+		// many times during a run, also over transactions that SIGKILLed stages left open or
+		// aborted: kfake's compaction lost such state, Apache Kafka's must not.
+		b.apache = kafkatest.StartApache(t, apachekafka.Options{Nodes: nodes, Dir: filepath.Join(dir, "kafka"),
+			BrokerConfig: map[string]string{
+				"log.roll.ms":                     "5000",
+				"log.cleaner.backoff.ms":          "1000",
+				"log.cleaner.min.cleanable.ratio": "0.01",
+			}})
 		b.addrs = strings.Join(b.apache.Brokers(), ",")
 	default:
 		t.Fatalf("%s=%q: use kfake, apache or apache3", envKafka, mode)

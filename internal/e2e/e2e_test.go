@@ -34,14 +34,15 @@ const (
 	envDuration = "WALHOOK_E2E_DURATION" // workload duration; default 30s
 	envSeed     = "WALHOOK_E2E_SEED"     // seed of workload and nemesis; default: the clock
 	envRate     = "WALHOOK_E2E_RATE"     // transactions per second per tenant; default 15
-	// envKill names the stages the nemesis kills: "all", or a comma-separated list of cdc,
+	// envKill names the stages the nemesis kills: "all", "none", or a comma-separated list of cdc,
 	// bubbleup-1, bubbleup-2, deliver, comply. Default: all with WALHOOK_E2E_DURATION set, cdc
 	// alone in the short variant, because a SIGKILLed consumer-group member can stall its group
 	// until its restart replaces it or its session times out (10 s by default), which the short
 	// budget cannot hold.
 	envKill = "WALHOOK_E2E_KILL"
 	// envKeep is a directory a failed run's directory (stage logs, broker data, bubbleup state,
-	// PostgreSQL) is copied into before it is removed; default: not kept.
+	// PostgreSQL) is copied into before it is removed; default: not kept. With
+	// WALHOOK_E2E_KEEP_ALL=1 a passing run's is kept too.
 	envKeep = "WALHOOK_E2E_KEEP"
 )
 
@@ -137,6 +138,10 @@ func killTargets(t *testing.T, procs []*proc) []*proc {
 	if spec == "all" {
 		return procs
 	}
+	if spec == "none" { // broker faults alone (WALHOOK_TEST_KAFKA=apache3)
+		t.Logf("nemesis kills no stage")
+		return nil
+	}
 	var out []*proc
 	for _, name := range strings.Split(spec, ",") {
 		i := slices.IndexFunc(procs, func(p *proc) bool { return p.name == strings.TrimSpace(name) })
@@ -180,7 +185,7 @@ func startSystem(t *testing.T, seed uint64) *system {
 		// Registered right after TempDir, so it runs after every process and the broker are gone
 		// and before the directory is removed.
 		t.Cleanup(func() {
-			if !t.Failed() {
+			if !t.Failed() && os.Getenv(envKeep+"_ALL") != "1" {
 				return
 			}
 			dst := filepath.Join(keep, fmt.Sprintf("e2e-%d", seed))
@@ -403,9 +408,11 @@ func (n *nemesis) run(ctx context.Context) {
 		if !n.wait(ctx, 1500+n.rnd.IntN(2500)) {
 			return
 		}
-		p := n.targets[n.rnd.IntN(len(n.targets))]
-		n.log("kill " + p.name)
-		p.kill()
+		if len(n.targets) > 0 {
+			p := n.targets[n.rnd.IntN(len(n.targets))]
+			n.log("kill " + p.name)
+			p.kill()
+		}
 		down := n.wait(ctx, 200+n.rnd.IntN(1300))
 		for _, q := range n.procs { // also revives a stage that died by itself
 			if !q.running() {
