@@ -238,3 +238,24 @@ func (n *Node) waitPort(ctx context.Context) error {
 		}
 	}
 }
+
+// CPUTime is the user+system CPU the node's running JVM has used, from /proc (Linux only).
+func (n *Node) CPUTime() (time.Duration, error) {
+	pid := n.Pid()
+	if pid == 0 {
+		return 0, fmt.Errorf("apachekafka: node %d does not run", n.ID)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("apachekafka: node %d CPU: %w", n.ID, err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := bytes.Fields(b[i+1:]) // state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("apachekafka: node %d CPU: unexpected /proc stat %q", n.ID, b)
+	}
+	utime, _ := strconv.ParseInt(string(f[11]), 10, 64)
+	stime, _ := strconv.ParseInt(string(f[12]), 10, 64)
+	const clockTicks = 100 // USER_HZ on every Linux architecture Go supports
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}

@@ -1,9 +1,9 @@
 // Command cdcbench is the CDC benchmark of `make bench`: on one generated workload it measures
 // pg_recvlogical (pgoutput to /dev/null) and `walhook cdc` (a separate process, writing to a
-// kfake broker in another separate process), and prints rows/s for both, their ratio and
-// walhook's peak RSS. See docs/benchmarks.md.
+// kfake broker in another separate process, or with -kafka apache to one Apache Kafka node), and
+// prints rows/s for both, their ratio and walhook's peak RSS. See docs/benchmarks.md.
 //
-//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2]
+//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2] [-kafka kfake|apache]
 //
 // Everything it starts (PostgreSQL, the broker process, walhook) is stopped before it returns.
 package main
@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/apachekafka"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/embedkafka"
 	"github.com/walhook/walhook/internal/embedpg"
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&o.alt, "alt", "", "a second walhook binary (e.g. a baseline build) measured in the same runs, alternating")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (walhook configs and logs)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "walhook's log level")
+	flag.StringVar(&o.kafka, "kafka", "kfake", "the broker walhook writes to: kfake (a separate process) or apache (one Apache Kafka node; needs Java 17+ and Maven)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,6 +73,7 @@ type options struct {
 	keep                bool
 	bin, alt            string
 	logLevel            string
+	kafka               string
 }
 
 // result is one measurement.
@@ -85,6 +88,9 @@ type result struct {
 func run(ctx context.Context, o options) error {
 	if o.txnRows%20 != 0 || o.txnRows < 100 {
 		return fmt.Errorf("-txn must be a multiple of 20, at least 100")
+	}
+	if o.kafka != "kfake" && o.kafka != "apache" {
+		return fmt.Errorf("-kafka %q: use kfake or apache", o.kafka)
 	}
 	txns := o.rows / o.txnRows
 	rows := txns * o.txnRows
@@ -170,10 +176,10 @@ func run(ctx context.Context, o options) error {
 				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond)))
 		}
 	}
-	report(rows, o.txnRows, recvRes, whRes)
+	report(rows, o.txnRows, o.kafka, recvRes, whRes)
 	if len(altRes) > 0 {
 		fmt.Printf("alternative binary %s:\n", o.alt)
-		report(rows, o.txnRows, recvRes, altRes)
+		report(rows, o.txnRows, o.kafka, recvRes, altRes)
 	}
 	return nil
 }
@@ -181,7 +187,7 @@ func run(ctx context.Context, o options) error {
 func step(s string) { fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), s) }
 
 // report prints the best run of each tool and the ratio of those, then every run.
-func report(rows, txnRows int, recv, wh []result) {
+func report(rows, txnRows int, kafka string, recv, wh []result) {
 	best := func(rs []result) result {
 		return slices.MinFunc(rs, func(a, b result) int { return int(a.elapsed - b.elapsed) })
 	}
@@ -193,7 +199,7 @@ func report(rows, txnRows int, recv, wh []result) {
 	}
 	fmt.Printf("CDC benchmark: %d row changes in %d-row transactions, %d CPUs, %s\n", rows, txnRows, runtime.NumCPU(), runtime.Version())
 	fmt.Printf("  pg_recvlogical (pgoutput -> /dev/null)  %9.0f rows/s  (best of %d)\n", rate(rb), len(recv))
-	fmt.Printf("  walhook cdc (-> kfake, separate procs)  %9.0f rows/s  (best of %d)\n", rate(wb), len(wh))
+	fmt.Printf("  walhook cdc (-> %-6s, separate procs) %9.0f rows/s  (best of %d)\n", kafka, rate(wb), len(wh))
 	fmt.Printf("  ratio walhook / pg_recvlogical          %9.2f        (target >= 0.80)\n", rate(wb)/rate(rb))
 	fmt.Printf("  walhook peak RSS                        %9.0f MiB    (target < 256)\n", float64(peak)/1024)
 	for i := range recv {
@@ -302,16 +308,18 @@ func maxrss(ps *os.ProcessState) int64 {
 // measureWalhook starts a broker process, then `walhook cdc`, and times walhook from its start
 // until the slot's confirmed_flush_lsn reaches end; then it stops both.
 func measureWalhook(ctx context.Context, db *pgx.Conn, bin, work, url, slot, end string, o options) (result, error) {
-	broker, brokers, err := startBroker(ctx)
+	broker, err := startBroker(ctx, o.kafka, work)
 	if err != nil {
 		return result{}, err
 	}
 	brokerStopped := false
+	var brokerCPU time.Duration
 	defer func() {
 		if !brokerStopped {
-			stopProcess(broker)
+			broker.stop()
 		}
 	}()
+	brokers := broker.addr
 	httpAddr, err := freeAddr()
 	if err != nil {
 		return result{}, err
@@ -389,10 +397,9 @@ log:
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	stopProcess(broker)
-	brokerStopped = true
+	brokerCPU, brokerStopped = broker.stop(), true
 	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState),
-		broker: cpuTime(broker.ProcessState), counted: counted}, nil
+		broker: brokerCPU, counted: counted}, nil
 }
 
 // scrapeRows reads walhook_cdc_rows_total from walhook's /metrics (0 when unavailable).
@@ -431,8 +438,40 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startBroker re-executes this binary as the broker process and reads its address.
-func startBroker(ctx context.Context) (*exec.Cmd, string, error) {
+// broker is the Kafka one walhook run writes to; stop stops it and returns the CPU it used.
+type broker struct {
+	addr string
+	stop func() time.Duration
+}
+
+// startBroker starts a fresh broker of kind for one walhook run: kfake in a re-executed copy of
+// this binary, or one Apache Kafka node (Kafka's production JVM flags) from internal/apachekafka.
+func startBroker(ctx context.Context, kind, work string) (*broker, error) {
+	if kind == "apache" {
+		dir, err := os.MkdirTemp(work, "apache-kafka-")
+		if err != nil {
+			return nil, err
+		}
+		c, err := apachekafka.Start(ctx, apachekafka.Options{Dir: dir, JVMFlags: apachekafka.TunedJVMFlags, HeapMB: 1024})
+		if err != nil {
+			return nil, err
+		}
+		return &broker{addr: c.Brokers()[0], stop: func() time.Duration {
+			cpu, _ := c.Node(1).CPUTime()
+			_ = c.Close()
+			_ = os.RemoveAll(dir)
+			return cpu
+		}}, nil
+	}
+	cmd, addr, err := startKfake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &broker{addr: addr, stop: func() time.Duration { stopProcess(cmd); return cpuTime(cmd.ProcessState) }}, nil
+}
+
+// startKfake re-executes this binary as the broker process and reads its address.
+func startKfake(ctx context.Context) (*exec.Cmd, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
