@@ -345,16 +345,3 @@ func realPath(t *testing.T, p string) string {
 	}
 	return r
 }
-
-func TestJavaMajor(t *testing.T) {
-	for out, want := range map[string]int{
-		`openjdk version "17.0.15" 2025-04-15`: 17,
-		`openjdk version "25" 2025-09-16`:      25,
-		`java version "1.8.0_392"`:             8,
-		`no version here`:                      0,
-	} {
-		if got := javaMajor([]byte(out)); got != want {
-			t.Errorf("javaMajor(%q) = %d, want %d", out, got, want)
-		}
-	}
-}

@@ -61,7 +61,7 @@ func (n *Node) format(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("apachekafka: format node %d storage: %w: %s", n.ID, err, tail(out.Bytes(), 2000))
+		return fmt.Errorf("apachekafka: format node %d storage: %w: %s", n.ID, err, bytes.TrimSpace(out.Bytes()))
 	}
 	return nil
 }
