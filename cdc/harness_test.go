@@ -37,9 +37,14 @@ type env struct {
 // (the demo model when empty).
 func newEnv(t *testing.T, model string) *env {
 	t.Helper()
+	return newEnvOn(t, model, kafkatest.Start(t))
+}
+
+// newEnvOn is newEnv on a given Kafka (a test's own Apache Kafka cluster, for broker faults).
+func newEnvOn(t *testing.T, model string, k *kafkatest.Env) *env {
+	t.Helper()
 	pg := pgtest.Start(t)
 	url := pgtest.NewDatabase(t, pg)
-	k := kafkatest.Start(t)
 	e := &env{t: t, pg: pg, url: url, kafk: k}
 	e.db = e.connect()
 	e.exec(demo.SchemaSQL)

@@ -122,6 +122,7 @@ func TestWholeSystem(t *testing.T) {
 	checkCompliance(rep, exp, obs)
 	checkDeliveries(rep, exp, obs, sys.subs)
 	checkPayloads(rep, sys, exp, obs, ledgers)
+	checkNoCrashes(rep, sys)
 	rep.summary(sys, exp, obs, ledgers, dur, drain)
 	rep.finish()
 }

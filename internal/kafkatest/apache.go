@@ -70,3 +70,9 @@ func StartApache(t testing.TB, opts apachekafka.Options) *apachekafka.Cluster {
 	})
 	return c
 }
+
+// EnvOf is the Env of a cluster from StartApache, with an in-process schema registry.
+func EnvOf(t testing.TB, c *apachekafka.Cluster) *Env {
+	t.Helper()
+	return realEnv(t, strings.Join(c.Brokers(), ","))
+}
