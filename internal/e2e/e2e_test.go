@@ -431,14 +431,7 @@ func (n *nemesis) run(ctx context.Context) {
 
 // wait waits ms milliseconds; false when ctx ended first.
 func (n *nemesis) wait(ctx context.Context, ms int) bool {
-	tm := time.NewTimer(time.Duration(ms) * time.Millisecond)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-		return true
-	}
+	return sleepCtx(ctx, time.Duration(ms)*time.Millisecond)
 }
 
 func (n *nemesis) log(what string) {

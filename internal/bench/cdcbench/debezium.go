@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -180,44 +179,9 @@ rootLogger.appenderRef.file.ref = file
 	}
 	defer stdout.Close()
 	cmd.Stdout, cmd.Stderr = stdout, stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	sampler := sampleWalsender(ctx, pgURL, slot)
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return result{}, fmt.Errorf("start Kafka Connect: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var elapsed time.Duration
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for elapsed == 0 {
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			return result{}, ctx.Err()
-		case err := <-exited:
-			return result{}, fmt.Errorf("Kafka Connect exited early (%v); log %s:\n%s", err, logPath, tail(logPath))
-		case <-tick.C:
-		}
-		if n := recordsIn(ctx, adm, topics) - before; n >= int64(rows) {
-			elapsed = time.Since(start)
-		} else if time.Since(start) > 60*time.Minute {
-			_ = cmd.Process.Kill()
-			<-exited
-			return result{}, fmt.Errorf("Debezium wrote %d of %d records in 60 minutes; log %s", n, rows, logPath)
-		}
-	}
-	walsender := sampler.stop()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState), walsender: walsender}, nil
+	return timedRun(ctx, cmd, "Kafka Connect with Debezium", logPath, pgURL, slot, 60*time.Minute, func() (bool, error) {
+		return recordsIn(ctx, adm, topics)-before >= int64(rows), nil
+	})
 }
 
 // recordsIn sums the end offsets of topics (0 for those not created yet).

@@ -373,7 +373,6 @@ func measureWalhook(ctx context.Context, db *pgx.Conn, bin, work, url, slot, end
 		return result{}, err
 	}
 	brokerStopped := false
-	var brokerCPU time.Duration
 	defer func() {
 		if !brokerStopped {
 			broker.stop()
@@ -415,54 +414,20 @@ log:
 	if o.compression != "" {
 		cmd.Env = append(cmd.Env, "WALHOOK_CDC_COMPRESSION="+o.compression)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	sampler := sampleWalsender(ctx, url, slot)
-	defer sampler.stop()
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return result{}, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var elapsed time.Duration
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for elapsed == 0 {
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			return result{}, ctx.Err()
-		case err := <-exited:
-			return result{}, fmt.Errorf("walhook cdc exited early (%v); log %s:\n%s", err, logPath, tail(logPath))
-		case <-tick.C:
-		}
+	var counted float64
+	tr, err := timedRun(ctx, cmd, "walhook cdc", logPath, url, slot, 30*time.Minute, func() (bool, error) {
 		var done bool
 		err := db.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, slot, end).Scan(&done)
-		if err != nil {
-			return result{}, err
-		}
 		if done {
-			elapsed = time.Since(start)
+			counted = scrapeRows("http://" + httpAddr + "/metrics")
 		}
-		if time.Since(start) > 30*time.Minute {
-			_ = cmd.Process.Kill()
-			<-exited
-			return result{}, fmt.Errorf("walhook cdc did not reach %s in 30 minutes; log %s", end, logPath)
-		}
+		return done, err
+	})
+	if err != nil {
+		return result{}, err
 	}
-	counted := scrapeRows("http://" + httpAddr + "/metrics")
-	walsender := sampler.stop()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	brokerCPU, brokerStopped = broker.stop(), true
-	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState),
-		walsender: walsender, broker: brokerCPU, counted: counted}, nil
+	tr.broker, tr.counted, brokerStopped = broker.stop(), counted, true
+	return tr, nil
 }
 
 // scrapeRows reads walhook_cdc_rows_total from walhook's /metrics (0 when unavailable).
@@ -596,4 +561,53 @@ func measureDebeziumOn(ctx context.Context, dz *debezium, work, url, slot string
 	r, err := measureDebezium(ctx, dz, work, url, slot, b.addr, rows, v)
 	r.broker = b.stop()
 	return r, err
+}
+
+// timedRun starts cmd (its output already directed to logPath) and times it from its start until
+// done reports true, polled every 50 ms; then it reads the CPU of the walsender serving slot,
+// stops cmd with SIGTERM (SIGKILL after 30 s) and returns the figures. It fails when cmd exits
+// early, ctx ends or limit passes.
+func timedRun(ctx context.Context, cmd *exec.Cmd, name, logPath, pgURL, slot string, limit time.Duration, done func() (bool, error)) (result, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	sampler := sampleWalsender(ctx, pgURL, slot)
+	defer sampler.stop()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return result{}, fmt.Errorf("start %s: %w", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	kill := func() { _ = cmd.Process.Kill(); <-exited }
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var elapsed time.Duration
+	for elapsed == 0 {
+		select {
+		case <-ctx.Done():
+			kill()
+			return result{}, ctx.Err()
+		case err := <-exited:
+			return result{}, fmt.Errorf("%s exited early (%v); log %s:\n%s", name, err, logPath, tail(logPath))
+		case <-tick.C:
+		}
+		ok, err := done()
+		switch {
+		case err != nil:
+			kill()
+			return result{}, err
+		case ok:
+			elapsed = time.Since(start)
+		case time.Since(start) > limit:
+			kill()
+			return result{}, fmt.Errorf("%s did not finish in %v; log %s", name, limit, logPath)
+		}
+	}
+	walsender := sampler.stop()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		kill()
+	}
+	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState), walsender: walsender}, nil
 }
