@@ -1,13 +1,9 @@
 package pipeline
 
 import (
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/internal/kafkatest"
@@ -21,21 +17,7 @@ func TestFailedEndReplacesSession(t *testing.T) {
 	// injects (internal/e2e, WALHOOK_TEST_KAFKA=apache3) and where no stage may exit by itself.
 	env := kafkatest.Start(t)
 	cluster := env.RequireCluster(t)
-	var refusals atomic.Int32
-	fault := func() {
-		cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-			cluster.KeepControl()
-			if r := req.(*kmsg.EndTxnRequest); !r.Commit || refusals.Load() >= 2 {
-				return nil, nil, false
-			}
-			refusals.Add(1)
-			resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
-			resp.ErrorCode = kerr.InvalidTxnState.Code
-			return resp, nil, true
-		})
-	}
 	cfg := testConfig(t, env, demoModel)
-	cfg.BubbleUp.TransactionTimeout = 2 * time.Second
 	reg := testRegistry(t, env)
 	cdc := newFakeCDC(t, env, cfg, reg, demoTables)
 	w := newWorkload(cdc, 11)
@@ -48,7 +30,7 @@ func TestFailedEndReplacesSession(t *testing.T) {
 		w.step(25)
 	}
 	snapshots(t, env, reg, topic, w.total()/2)
-	fault()
+	refusals := kafkatest.RefuseCommits(cluster, 2)
 	for range 60 {
 		w.step(25)
 	}

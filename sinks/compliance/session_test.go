@@ -1,14 +1,12 @@
 package compliance_test
 
 import (
-	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/walhook/walhook/internal/demo"
+	"github.com/walhook/walhook/internal/kafkatest"
 	"github.com/walhook/walhook/sinks/compliance"
 )
 
@@ -18,17 +16,7 @@ import (
 func TestFailedEndReplacesSession(t *testing.T) {
 	h := newHarness(t, demo.ModelYAML)
 	cluster := h.env.RequireCluster(t)
-	var refusals atomic.Int32
-	cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		if r := req.(*kmsg.EndTxnRequest); !r.Commit || refusals.Load() >= 2 {
-			return nil, nil, false
-		}
-		refusals.Add(1)
-		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.InvalidTxnState.Code
-		return resp, nil, true
-	})
+	refusals := kafkatest.RefuseCommits(cluster, 2)
 	const roots, versions = 30, 4
 	h.produce(load(roots, versions)...)
 	prom := prometheus.NewRegistry()
