@@ -98,7 +98,10 @@ func WaitForTopics(ctx context.Context, adm *kadm.Client, names ...string) error
 }
 
 func invisibleTopics(ctx context.Context, adm *kadm.Client, names []string) ([]string, error) {
-	details, err := adm.ListTopics(ctx, names...)
+	// kadm answers from franz-go's metadata cache (kept for MetadataMinAge, 5 s) unless asked
+	// for authorized operations: a topic listed as unknown just before it was created would
+	// stay unknown here for 5 s.
+	details, err := adm.ListTopics(kadm.WithAuthorizedOps(ctx), names...)
 	if err != nil {
 		return nil, err
 	}
