@@ -374,3 +374,6 @@ type Reference struct {
 	// Reemit re-emits the roots pointing at a referenced row when that row changes. Default false.
 	Reemit bool `yaml:"reemit"`
 }
+
+// BubbleUpGroup is the bubble-up stage's Kafka consumer group id.
+func (c *Config) BubbleUpGroup() string { return c.Kafka.TopicPrefix + c.BubbleUp.Group }

@@ -24,6 +24,16 @@ func (s *Stage) loop(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Initialising the producer before any restore fences this transactional id's previous
+	// incarnation (a failed session of this process, or a static member's killed predecessor)
+	// and ends its open transaction at once; a restore waits for open changelog transactions.
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		sess.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: initialise transactional producer %s: %w", s.transactionalID, err)}
+	}
 	workers := map[topicPartition]*partWorker{}
 	defer func() {
 		sess.Close() // leaves the group (a static member stays); the revoke callback only queues
@@ -123,7 +133,7 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(kafkaconn.TransactionalID(s.cfg.Kafka, s.groupID, randomSuffix)),
+		kgo.TransactionalID(s.transactionalID),
 		kgo.TransactionTimeout(s.cfg.BubbleUp.TransactionTimeout),
 		kgo.RecordPartitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)}),
 		kgo.OnPartitionsRevoked(onRevoked),
@@ -157,7 +167,7 @@ func (s *Stage) dropRevoked(workers map[topicPartition]*partWorker) {
 // transact runs one Kafka transaction over batches.
 func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, workers map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record) error {
 	if err := sess.Begin(); err != nil {
-		return fmt.Errorf("pipeline: begin transaction: %w", err)
+		return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: begin transaction: %w", err)}
 	}
 	// End runs on its own deadline: a shutdown in the middle still commits or aborts, so the
 	// next owner's restore (which waits for open changelog transactions) does not wait for the
@@ -203,7 +213,7 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	if err := sess.Client().Flush(ctx); err != nil {
 		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
-		return fmt.Errorf("pipeline: flush transaction: %w", err)
+		return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: flush transaction: %w", err)}
 	}
 	mu.Lock()
 	tryCommit := produceErr == nil && ctx.Err() == nil
@@ -217,7 +227,7 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 		s.metrics.aborts.Inc()
 		s.each(involved, (*partWorker).abort)
 		if err != nil {
-			return fmt.Errorf("pipeline: end transaction: %w", err)
+			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: end transaction: %w", err)}
 		}
 		return nil
 	}

@@ -15,6 +15,8 @@ type metrics struct {
 	stateBytes     prometheus.GaugeFunc
 	lag            *prometheus.GaugeVec
 	orphans        prometheus.Counter
+	// sessionRestarts counts group sessions replaced after a failed Kafka transaction.
+	sessionRestarts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, error) {
@@ -57,11 +59,15 @@ func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, 
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "orphan_changes_total",
 			Help: "Source transactions of a root whose state is incomplete (no root row, or not read by the initial snapshot yet): state updated, no snapshot emitted.",
 		}),
+		sessionRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "session_restarts_total",
+			Help: "Group sessions replaced in process after a Kafka transaction failed (broker failover, fencing, timeout).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans} {
+	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans, m.sessionRestarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
 // restoreBatchBytes is how much state one Pebble batch of a restore holds before it is committed.
@@ -60,50 +62,65 @@ func (w *partWorker) restore(ctx context.Context) error {
 // so the wait ends when the open transaction does.
 func (w *partWorker) changelogEnd(ctx context.Context) (int64, error) {
 	adm := kadm.NewClient(w.s.admin)
-	lookup := func(what string, offs kadm.ListedOffsets, err error) (int64, error) {
+	// lookup returns the offset of the changelog partition; transient errors (a broker down or
+	// failing over) are retried by the loop below, a missing partition is not.
+	lookup := func(what string, offs kadm.ListedOffsets, err error) (offset int64, transient bool, _ error) {
 		if err != nil {
-			return 0, fmt.Errorf("root %s partition %d: list %s of changelog %s: %w", w.rm.cfg.Table, w.partition, what, w.s.changelog, err)
+			return 0, true, fmt.Errorf("root %s partition %d: list %s of changelog %s: %w", w.rm.cfg.Table, w.partition, what, w.s.changelog, err)
 		}
 		o, ok := offs.Lookup(w.s.changelog, w.partition)
 		if !ok {
-			return 0, fmt.Errorf("root %s: changelog %s has no partition %d: it needs as many partitions as the change topic %s",
+			return 0, false, fmt.Errorf("root %s: changelog %s has no partition %d: it needs as many partitions as the change topic %s",
 				w.rm.cfg.Table, w.s.changelog, w.partition, w.rm.changeTopic)
 		}
 		if o.Err != nil {
-			return 0, fmt.Errorf("root %s partition %d: %s of changelog %s: %w", w.rm.cfg.Table, w.partition, what, w.s.changelog, o.Err)
+			return 0, true, fmt.Errorf("root %s partition %d: %s of changelog %s: %w", w.rm.cfg.Table, w.partition, what, w.s.changelog, o.Err)
 		}
-		return o.Offset, nil
+		return o.Offset, false, nil
 	}
 	waitStart := time.Now()
 	logged := false
+	wait := 100 * time.Millisecond
+	var lastWarn time.Time
 	for {
 		offs, err := adm.ListCommittedOffsets(ctx, w.s.changelog)
-		stable, err := lookup("last stable offset", offs, err)
-		if err != nil {
-			return 0, err
+		stable, transient, err := lookup("last stable offset", offs, err)
+		var high int64
+		if err == nil {
+			offs, err = adm.ListEndOffsets(ctx, w.s.changelog)
+			high, transient, err = lookup("high watermark", offs, err)
 		}
-		offs, err = adm.ListEndOffsets(ctx, w.s.changelog)
-		high, err := lookup("high watermark", offs, err)
-		if err != nil {
+		switch {
+		case err != nil && !transient:
 			return 0, err
-		}
-		if stable >= high {
+		case err != nil:
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			if time.Since(lastWarn) >= 10*time.Second {
+				lastWarn = time.Now()
+				w.log.Warn("restore cannot read the changelog's offsets yet; retrying", zap.Error(err))
+			}
+			wait = min(2*wait, 2*time.Second)
+		case stable >= high:
 			if logged {
 				w.log.Info("changelog transaction of a previous owner ended; restoring",
 					zap.Int64("changelog_end", high), zap.Duration("waited", time.Since(waitStart)))
 			}
 			return stable, nil
-		}
-		if !logged {
-			logged = true
-			w.log.Info("waiting for an open changelog transaction of a previous owner before restoring "+
-				"(it ends when that owner's transactional id is reused or at bubbleup.transaction_timeout)",
-				zap.Int64("last_stable_offset", stable), zap.Int64("high_watermark", high))
+		default:
+			wait = 100 * time.Millisecond
+			if !logged {
+				logged = true
+				w.log.Info("waiting for an open changelog transaction of a previous owner before restoring "+
+					"(it ends when that owner's transactional id is reused or at bubbleup.transaction_timeout)",
+					zap.Int64("last_stable_offset", stable), zap.Int64("high_watermark", high))
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -131,8 +148,8 @@ func (w *partWorker) readChangelog(ctx context.Context, prefix []byte, end int64
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
-		if ferr != nil {
-			return 0, fmt.Errorf("root %s partition %d: read changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, ferr)
+		if ferr != nil { // a new session retries the restore (kafkaconn.RunSessions)
+			return 0, &kafkaconn.SessionError{Err: fmt.Errorf("root %s partition %d: read changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, ferr)}
 		}
 		for _, rec := range fs.Records() {
 			next = rec.Offset + 1

@@ -26,20 +26,21 @@ import (
 // Stage is the bubble-up stage: a consumer group over the change topics that emits one versioned
 // snapshot per root per source transaction. Create it with New and run it with Run.
 type Stage struct {
-	cfg        *config.Config
-	log        *zap.Logger
-	reg        avro.Registry
-	promReg    prometheus.Registerer
-	stateDir   string
-	snapSchema *avro.Schema
-	roots      []*rootModel
-	byTopic    map[string]*rootModel // change topic → root
-	groupID    string
-	changelog  string
-	connOpts   []kgo.Opt
-	metrics    *metrics
-	reemit     *stageReemit // nil when no reference re-emits (reemit.go)
-	tracer     trace.Tracer // nil: tracing disabled (trace.go)
+	cfg             *config.Config
+	log             *zap.Logger
+	reg             avro.Registry
+	promReg         prometheus.Registerer
+	stateDir        string
+	snapSchema      *avro.Schema
+	roots           []*rootModel
+	byTopic         map[string]*rootModel // change topic → root
+	groupID         string
+	transactionalID string // the same for every session of this process (kafkaconn.RunSessions)
+	changelog       string
+	connOpts        []kgo.Opt
+	metrics         *metrics
+	reemit          *stageReemit // nil when no reference re-emits (reemit.go)
+	tracer          trace.Tracer // nil: tracing disabled (trace.go)
 
 	// Set by Run before any worker starts; read-only afterwards.
 	db    *pebble.DB
@@ -102,7 +103,12 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	if s.connOpts, err = kafkaconn.Opts(cfg.Kafka); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	s.groupID = cfg.Kafka.TopicPrefix + cfg.BubbleUp.Group
+	s.groupID = cfg.BubbleUpGroup()
+	// One transactional id for the process's whole life: a session that replaces a failed one
+	// (kafkaconn.RunSessions) fences its predecessor's transaction at once instead of leaving it
+	// open until bubbleup.transaction_timeout, which would hold back every read_committed reader
+	// of the partitions it wrote.
+	s.transactionalID = kafkaconn.TransactionalID(cfg.Kafka, s.groupID, randomSuffix)
 	s.changelog = s.groupID + ".changelog"
 	s.metrics, err = newMetrics(s.promReg, func() float64 {
 		if db := s.dbForMetrics.Load(); db != nil {
@@ -163,7 +169,7 @@ func (s *Stage) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
-	loopErr := s.loop(runCtx)
+	loopErr := kafkaconn.RunSessions(runCtx, s.log, func(error) { s.metrics.sessionRestarts.Inc() }, s.loop)
 	cancel(nil)
 	wg.Wait()
 	return errors.Join(loopErr, refErr)
@@ -276,7 +282,17 @@ func createTopics(ctx context.Context, adm *kadm.Client, specs []kafkaconn.Topic
 				sp.Name, sp.Partitions, sp.Configs, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	names := make([]string, len(specs))
+	for i, sp := range specs {
+		names[i] = sp.Name
+	}
+	if err := kafkaconn.WaitForTopics(ctx, adm, names...); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	return nil
 }
 
 func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {

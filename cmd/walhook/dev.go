@@ -19,7 +19,6 @@ import (
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/devreceiver"
-	"github.com/walhook/walhook/internal/embedkafka"
 	"github.com/walhook/walhook/internal/embedpg"
 	"github.com/walhook/walhook/internal/obs"
 )
@@ -31,6 +30,7 @@ type devFlags struct {
 	schemas    []string
 	pgURL      string
 	brokers    string
+	kafka      string
 	registry   string
 	logLevel   string
 	httpListen string
@@ -52,10 +52,12 @@ works without flags.
 
 --config FILE runs your own model and settings instead of the demo's (the servers' addresses are
 still dev's); --schema FILE.sql creates its tables first. --pg-url, --brokers and --registry use real
-servers instead of the embedded ones.`,
+servers instead of the embedded ones; --kafka apache runs a real Apache Kafka node (KRaft, resolved
+from Maven Central once: needs Java 17+ and Maven) instead of the in-process broker.`,
 		Example: `  walhook dev
   walhook dev --config my-model.yaml --schema my-tables.sql
-  walhook dev --pg-url postgres://me@localhost:5432/app --brokers localhost:9092`,
+  walhook dev --pg-url postgres://me@localhost:5432/app --brokers localhost:9092
+  walhook dev --kafka apache --dir .walhook-apache`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.httpListenSet = cmd.Flags().Changed("http-listen")
@@ -69,6 +71,7 @@ servers instead of the embedded ones.`,
 	fl.StringArrayVar(&f.schemas, "schema", nil, "SQL file applied after the demo schema, e.g. the tables of --config's model (repeatable)")
 	fl.StringVar(&f.pgURL, "pg-url", "", "use this PostgreSQL (wal_level=logical) instead of the embedded one")
 	fl.StringVar(&f.brokers, "brokers", "", "use these Kafka brokers (comma-separated) instead of the embedded one")
+	fl.StringVar(&f.kafka, "kafka", "kfake", "the embedded broker: kfake (in process) or apache (a real Apache Kafka node; needs Java 17+ and Maven)")
 	fl.StringVar(&f.registry, "registry", "", "use this schema registry URL instead of the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (default: a free port if 9464 is taken; port 0: a free port)")
@@ -82,6 +85,9 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if f.kafka != "kfake" && f.kafka != "apache" {
+		return fmt.Errorf("--kafka %q: use kfake (the in-process broker) or apache (a real Apache Kafka node)", f.kafka)
+	}
 	dir, err := filepath.Abs(f.dir)
 	if err != nil {
 		return err
@@ -94,6 +100,7 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		return err
 	}
 	defer unlock()
+	f.dir = dir
 	if f.fresh {
 		if err := emptyDir(dir, "dev.lock"); err != nil {
 			return fmt.Errorf("--fresh: %w", err)
@@ -138,19 +145,13 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 	brokers, registry := config.SplitList(f.brokers), f.registry
 	embeddedKafka := len(brokers) == 0
 	if embeddedKafka {
-		registryPort := 0
-		if registry != "" {
-			registryPort = -1
-		}
-		stack, err := embedkafka.Start(ctx, embedkafka.Options{DataDir: filepath.Join(dir, "kafka"), RegistryPort: registryPort, Logger: log.Named("kafka")})
+		kafka := &config.Config{SchemaRegistry: config.SchemaRegistry{URL: registry}}
+		stop, err := startDevKafka(ctx, log, f, kafka)
 		if err != nil {
-			return fmt.Errorf("embedded Kafka: %w", err)
+			return err
 		}
-		defer stopLogged(log, "Kafka", stack.Close)
-		brokers = stack.Brokers()
-		if registry == "" {
-			registry = stack.RegistryURL()
-		}
+		defer stop()
+		brokers, registry = kafka.Kafka.Brokers, kafka.SchemaRegistry.URL
 	}
 	cfg, err := devConfig(model, source, f, dir, pgURL, brokers, registry)
 	if err != nil {

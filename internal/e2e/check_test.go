@@ -179,10 +179,11 @@ func (s *system) observe(t *testing.T) *observed {
 // report collects failures so that one run reports all of them, each with the seed and what
 // the nemesis did around it.
 type report struct {
-	t        *testing.T
-	seed     uint64
-	nem      *nemesis
-	failures []string
+	t         *testing.T
+	seed      uint64
+	nem       *nemesis
+	brokerNem *brokerNemesis // nil without broker faults
+	failures  []string
 
 	dups      int
 	requests  int
@@ -547,6 +548,10 @@ func (r *report) summary(sys *system, exp *expected, obs *observed, ledgers []*l
 		fmt.Fprintf(w, "  %s\t%d\t%d\t%d %s\n", p.name, starts, kills, len(crashes), strings.Join(crashes, "; "))
 	}
 	_ = w.Flush()
+	fmt.Fprintf(&b, "broker: %s\n", sys.kafka.describe())
+	if r.brokerNem != nil {
+		b.WriteString(r.brokerNem.String())
+	}
 	r.t.Logf("summary\n%s", b.String())
 }
 

@@ -34,14 +34,15 @@ const (
 	envDuration = "WALHOOK_E2E_DURATION" // workload duration; default 30s
 	envSeed     = "WALHOOK_E2E_SEED"     // seed of workload and nemesis; default: the clock
 	envRate     = "WALHOOK_E2E_RATE"     // transactions per second per tenant; default 15
-	// envKill names the stages the nemesis kills: "all", or a comma-separated list of cdc,
+	// envKill names the stages the nemesis kills: "all", "none", or a comma-separated list of cdc,
 	// bubbleup-1, bubbleup-2, deliver, comply. Default: all with WALHOOK_E2E_DURATION set, cdc
 	// alone in the short variant, because a SIGKILLed consumer-group member can stall its group
 	// until its restart replaces it or its session times out (10 s by default), which the short
 	// budget cannot hold.
 	envKill = "WALHOOK_E2E_KILL"
 	// envKeep is a directory a failed run's directory (stage logs, broker data, bubbleup state,
-	// PostgreSQL) is copied into before it is removed; default: not kept.
+	// PostgreSQL) is copied into before it is removed; default: not kept. With
+	// WALHOOK_E2E_KEEP_ALL=1 a passing run's is kept too.
 	envKeep = "WALHOOK_E2E_KEEP"
 )
 
@@ -93,6 +94,11 @@ func TestWholeSystem(t *testing.T) {
 	}
 	nem := &nemesis{rnd: rand.New(rand.NewPCG(seed, 0x0dd)), procs: sys.procs, targets: killTargets(t, sys.procs), start: time.Now()}
 	wg.Go(func() { nem.run(ctx) })
+	var bnem *brokerNemesis
+	if sys.kafka.apache != nil && len(sys.kafka.apache.Nodes()) > 1 {
+		bnem = newBrokerNemesis(t, seed, sys.kafka, []string{sys.cfg.BubbleUpGroup(), sys.cfg.WebhookGroup(), sys.cfg.ComplianceGroup()}, sys.tap)
+		wg.Go(func() { bnem.run(ctx) })
+	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -111,11 +117,12 @@ func TestWholeSystem(t *testing.T) {
 	drain := time.Since(workloadEnd)
 
 	obs := sys.observe(t)
-	rep := &report{t: t, seed: seed, nem: nem}
+	rep := &report{t: t, seed: seed, nem: nem, brokerNem: bnem}
 	checkSnapshots(rep, exp, obs)
 	checkCompliance(rep, exp, obs)
 	checkDeliveries(rep, exp, obs, sys.subs)
 	checkPayloads(rep, sys, exp, obs, ledgers)
+	checkNoCrashes(rep, sys)
 	rep.summary(sys, exp, obs, ledgers, dur, drain)
 	rep.finish()
 }
@@ -131,6 +138,10 @@ func killTargets(t *testing.T, procs []*proc) []*proc {
 	}
 	if spec == "all" {
 		return procs
+	}
+	if spec == "none" { // broker faults alone (WALHOOK_TEST_KAFKA=apache3)
+		t.Logf("nemesis kills no stage")
+		return nil
 	}
 	var out []*proc
 	for _, name := range strings.Split(spec, ",") {
@@ -163,6 +174,7 @@ type system struct {
 	cfgPath string
 	cfg     *config.Config
 	pgURL   string
+	kafka   *brokers
 	procs   []*proc
 	subs    []*sub
 	tap     *tap
@@ -174,7 +186,7 @@ func startSystem(t *testing.T, seed uint64) *system {
 		// Registered right after TempDir, so it runs after every process and the broker are gone
 		// and before the directory is removed.
 		t.Cleanup(func() {
-			if !t.Failed() {
+			if !t.Failed() && os.Getenv(envKeep+"_ALL") != "1" {
 				return
 			}
 			dst := filepath.Join(keep, fmt.Sprintf("e2e-%d", seed))
@@ -201,7 +213,8 @@ func startSystem(t *testing.T, seed uint64) *system {
 	if _, err := conn.Exec(t.Context(), demo.SchemaSQL); err != nil {
 		t.Fatalf("demo schema: %v", err)
 	}
-	brokers := startBroker(t, filepath.Join(s.dir, "kafka"))
+	s.kafka = startBrokers(t, s.dir)
+	brokers := s.kafka.addrs
 	if err := <-built; err != nil {
 		t.Fatal(err)
 	}
@@ -210,12 +223,13 @@ func startSystem(t *testing.T, seed uint64) *system {
 	t.Logf("PostgreSQL %s, broker %s, %d subscriptions, binary %s", s.pgURL, brokers, len(s.subs), s.bin)
 
 	args := []string{"--config", s.cfgPath}
+	static := s.kafka.static
 	s.procs = []*proc{
-		newProc(t, s.dir, "cdc", s.bin, append([]string{"cdc"}, args...)...),
-		newProc(t, s.dir, "bubbleup-1", s.bin, append([]string{"bubbleup"}, args...)...),
-		newProc(t, s.dir, "bubbleup-2", s.bin, append([]string{"bubbleup"}, args...)...),
-		newProc(t, s.dir, "deliver", s.bin, append([]string{"deliver"}, args...)...),
-		newProc(t, s.dir, "comply", s.bin, append([]string{"comply"}, args...)...),
+		newProc(t, s.dir, "cdc", static, s.bin, append([]string{"cdc"}, args...)...),
+		newProc(t, s.dir, "bubbleup-1", static, s.bin, append([]string{"bubbleup"}, args...)...),
+		newProc(t, s.dir, "bubbleup-2", static, s.bin, append([]string{"bubbleup"}, args...)...),
+		newProc(t, s.dir, "deliver", static, s.bin, append([]string{"deliver"}, args...)...),
+		newProc(t, s.dir, "comply", static, s.bin, append([]string{"comply"}, args...)...),
 	}
 	for _, p := range s.procs {
 		if err := p.start(); err != nil {
@@ -256,7 +270,7 @@ func (s *system) writeConfig(t *testing.T, brokers string) {
   publication: walhook
   slot: walhook
 kafka:
-  brokers: [%q]
+  brokers: [%s]
   topic_prefix: walhook.
   partitions: 4
   replication_factor: -1
@@ -274,7 +288,7 @@ compliance:
   transaction_timeout: 10s
 deliver:
   allow_loopback: true
-`, s.pgURL, brokers, filepath.Join(s.dir, "spill"))
+`, s.pgURL, quotedList(strings.Split(brokers, ",")), filepath.Join(s.dir, "spill"))
 	if err := os.WriteFile(s.cfgPath, []byte(y+demo.ModelYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -284,6 +298,15 @@ deliver:
 	}
 	cfg.Compliance.SetDefaults(cfg.Kafka)
 	s.cfg = cfg
+}
+
+// quotedList is a YAML flow list of double-quoted strings.
+func quotedList(items []string) string {
+	q := make([]string, len(items))
+	for i, it := range items {
+		q[i] = strconv.Quote(it)
+	}
+	return strings.Join(q, ", ")
 }
 
 // waitStreaming waits until cdc has created the slot and holds it, so every transaction of the
@@ -388,9 +411,11 @@ func (n *nemesis) run(ctx context.Context) {
 		if !n.wait(ctx, 1500+n.rnd.IntN(2500)) {
 			return
 		}
-		p := n.targets[n.rnd.IntN(len(n.targets))]
-		n.log("kill " + p.name)
-		p.kill()
+		if len(n.targets) > 0 {
+			p := n.targets[n.rnd.IntN(len(n.targets))]
+			n.log("kill " + p.name)
+			p.kill()
+		}
 		down := n.wait(ctx, 200+n.rnd.IntN(1300))
 		for _, q := range n.procs { // also revives a stage that died by itself
 			if !q.running() {
@@ -408,14 +433,7 @@ func (n *nemesis) run(ctx context.Context) {
 
 // wait waits ms milliseconds; false when ctx ended first.
 func (n *nemesis) wait(ctx context.Context, ms int) bool {
-	tm := time.NewTimer(time.Duration(ms) * time.Millisecond)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-		return true
-	}
+	return sleepCtx(ctx, time.Duration(ms)*time.Millisecond)
 }
 
 func (n *nemesis) log(what string) {

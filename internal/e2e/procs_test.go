@@ -30,7 +30,7 @@ type proc struct {
 	crashes []string      // guarded by mu; how incarnations that we did not kill ended
 }
 
-func newProc(t *testing.T, dir, name, bin string, args ...string) *proc {
+func newProc(t *testing.T, dir, name string, static bool, bin string, args ...string) *proc {
 	tmp := filepath.Join(dir, name+".tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		t.Fatal(err)
@@ -38,13 +38,16 @@ func newProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 	p := &proc{
 		name: name, bin: bin, args: args, logPath: filepath.Join(dir, name+".log"),
 		// TMPDIR: bubbleup's default state dir and anything else a SIGKILLed stage cannot
-		// remove stay inside the test's directory. WALHOOK_INSTANCE_ID: every incarnation of a
-		// stage is the same static group member with the same transactional id, as in a
-		// StatefulSet, so a restart replaces the SIGKILLed member and aborts its open
-		// transaction at once (kafkaconn.GroupOpts, kafkaconn.TransactionalID). Without it
-		// kfake sometimes never expired a member killed inside JoinGroup and the group stayed
-		// Stable with the dead member owning partitions until the drain timed out.
-		env: append(os.Environ(), "WALHOOK_HTTP_LISTEN=127.0.0.1:0", "TMPDIR="+tmp, "WALHOOK_INSTANCE_ID="+name),
+		// remove stay inside the test's directory.
+		env: append(os.Environ(), "WALHOOK_HTTP_LISTEN=127.0.0.1:0", "TMPDIR="+tmp),
+	}
+	if static {
+		// Every incarnation of a stage is the same static group member with the same
+		// transactional id, as in a StatefulSet, so a restart replaces the SIGKILLed member and
+		// aborts its open transaction at once (kafkaconn.GroupOpts, kafkaconn.TransactionalID).
+		// Without it kfake sometimes never expired a member killed inside JoinGroup and the
+		// group stayed Stable with the dead member owning partitions until the drain timed out.
+		p.env = append(p.env, "WALHOOK_INSTANCE_ID="+name)
 	}
 	t.Cleanup(func() {
 		p.kill()

@@ -58,6 +58,10 @@ type Options struct {
 	// Logger receives kfake's warnings and errors and the registry's
 	// journal messages; nil discards them.
 	Logger *zap.Logger
+	// RegistryOnly runs the schema registry without the broker, for a demo
+	// on a real Kafka (`walhook dev --kafka apache`). Brokers and Cluster
+	// are then empty.
+	RegistryOnly bool
 }
 
 func (o Options) withDefaults() Options {
@@ -117,6 +121,16 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedkafka: start canceled: %w", err)
+	}
+	if opts.RegistryOnly {
+		if opts.RegistryPort < 0 {
+			return nil, errors.New("embedkafka: RegistryOnly with RegistryPort -1 would run nothing: use RegistryPort 0 for a free port")
+		}
+		reg, err := startRegistry(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &Stack{registry: reg}, nil
 	}
 	cluster, err := kfake.NewCluster(clusterOpts(opts)...)
 	if err != nil {
@@ -205,7 +219,9 @@ func (s *Stack) Close() error {
 		if s.registry != nil {
 			s.closeErr = s.registry.close()
 		}
-		s.cluster.Close()
+		if s.cluster != nil {
+			s.cluster.Close()
+		}
 	})
 	return s.closeErr
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -61,7 +62,64 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 	if len(have) > 0 {
 		existing = checkPolicies(ctx, adm, specs, have)
 	}
-	return errors.Join(append(errs, existing...)...)
+	if err := errors.Join(append(errs, existing...)...); err != nil {
+		return err
+	}
+	return WaitForTopics(ctx, adm, names...)
+}
+
+// topicsVisibleTimeout bounds WaitForTopics when ctx has no earlier deadline.
+const topicsVisibleTimeout = 30 * time.Second
+
+// WaitForTopics waits until the metadata lists every topic of names with its partitions, each
+// with a leader. Apache Kafka answers CreateTopics once the controller committed the topic, before
+// the brokers' metadata caches know it: a stage that lists offsets or fetches right after creating
+// a topic would otherwise see it missing.
+func WaitForTopics(ctx context.Context, adm *kadm.Client, names ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, topicsVisibleTimeout)
+	defer cancel()
+	wait := 20 * time.Millisecond
+	for {
+		missing, err := invisibleTopics(ctx, adm, names)
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("not yet visible: %s", strings.Join(missing, ", "))
+			}
+			return fmt.Errorf("kafka: topics %v did not appear in the metadata with a leader for every partition: %w; "+
+				"check the brokers' logs and that the topics exist (kafka-topics.sh --describe)", names, errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+func invisibleTopics(ctx context.Context, adm *kadm.Client, names []string) ([]string, error) {
+	// kadm answers from franz-go's metadata cache (kept for MetadataMinAge, 5 s) unless asked
+	// for authorized operations: a topic listed as unknown just before it was created would
+	// stay unknown here for 5 s.
+	details, err := adm.ListTopics(kadm.WithAuthorizedOps(ctx), names...)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, n := range names {
+		d, ok := details[n]
+		if !ok || d.Err != nil || len(d.Partitions) == 0 {
+			missing = append(missing, n)
+			continue
+		}
+		for _, p := range d.Partitions {
+			if p.Leader < 0 || p.Err != nil {
+				missing = append(missing, fmt.Sprintf("%s[%d]", n, p.Partition))
+				break
+			}
+		}
+	}
+	return missing, nil
 }
 
 // createTopic creates s; existed reports that the topic was there already.

@@ -66,8 +66,9 @@ func WithDataDir(dir string) Option { return func(c *config) { c.opts.DataDir = 
 // for tests about the embedded stack itself (persistence, kcat).
 func Embedded() Option { return func(c *config) { c.embedded = true } }
 
-// Start returns the environment for t: WALHOOK_TEST_BROKERS when set, else an
-// embedded stack closed by t.Cleanup.
+// Start returns the environment for t: WALHOOK_TEST_BROKERS when set, else the binary's shared
+// Apache Kafka cluster when WALHOOK_TEST_KAFKA says apache or apache3, else an embedded stack
+// closed by t.Cleanup.
 func Start(t testing.TB, opts ...Option) *Env {
 	t.Helper()
 	var c config
@@ -76,6 +77,9 @@ func Start(t testing.TB, opts ...Option) *Env {
 	}
 	if brokers := os.Getenv(EnvBrokers); brokers != "" && !c.embedded {
 		return realEnv(t, brokers)
+	}
+	if mode := os.Getenv(EnvKafka); mode != "" && mode != "kfake" && !c.embedded {
+		return apacheEnv(t, mode)
 	}
 	if c.opts.Logger == nil {
 		c.opts.Logger = testLogger(t)

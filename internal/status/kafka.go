@@ -36,7 +36,7 @@ func groups(cfg *config.Config) []groupSpec {
 	webhook := append(slices.Clone(snapshots), retryTopics(cfg)...)
 	webhook = append(webhook, k.WebhookRequestTopic())
 	return []groupSpec{
-		{"bubbleup", k.TopicPrefix + cfg.BubbleUp.Group, changes},
+		{"bubbleup", cfg.BubbleUpGroup(), changes},
 		{"webhook", cfg.WebhookGroup(), webhook},
 		{"compliance", cfg.ComplianceGroup(), compliance},
 	}

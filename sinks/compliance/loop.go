@@ -30,6 +30,15 @@ func (s *Sink) loop(ctx context.Context, cat catalog, fr framer) error {
 		return err
 	}
 	defer sess.Close()
+	// Initialising the producer first fences this transactional id's previous incarnation (a
+	// failed session of this process, a static member's killed predecessor) and ends its open
+	// transaction at once instead of at the broker's transaction timeout.
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: initialise transactional producer %s: %w", s.transactionalID, err)}
+	}
 	dec := &snapshotDecoder{reg: s.reg, known: map[string]bool{}}
 	for {
 		fetches := sess.PollRecords(ctx, s.maxPoll)
@@ -70,7 +79,7 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(kafkaconn.TransactionalID(s.cfg.Kafka, s.groupID, randomSuffix)),
+		kgo.TransactionalID(s.transactionalID),
 		kgo.TransactionTimeout(s.cfg.Compliance.TransactionTimeout),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
@@ -108,7 +117,7 @@ func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat
 		}
 	}
 	if err := sess.Begin(); err != nil {
-		return fmt.Errorf("compliance: begin transaction: %w", err)
+		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
 	}
 	var mu sync.Mutex
 	var produceErr error
@@ -125,10 +134,20 @@ func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat
 	// next member does not wait for the broker to time the transaction out.
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Compliance.TransactionTimeout)
 	defer cancel()
-	committed, err := sess.End(endCtx, kgo.TransactionEndTry(produceErr == nil && ctx.Err() == nil))
+	// Every promise must have run before deciding: kgo commits whatever succeeded when asked
+	// to, so a record that failed in End's own flush would be lost with its offsets committed.
+	if err := sess.Client().Flush(ctx); err != nil {
+		_, _ = sess.End(endCtx, kgo.TryAbort)
+		s.metrics.aborts.Inc()
+		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: flush transaction: %w", err)}
+	}
+	mu.Lock()
+	tryCommit := produceErr == nil && ctx.Err() == nil
+	mu.Unlock()
+	committed, err := sess.End(endCtx, kgo.TransactionEndTry(tryCommit))
 	if err != nil {
 		s.metrics.aborts.Inc()
-		return fmt.Errorf("compliance: end transaction: %w", err)
+		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: end transaction: %w", err)}
 	}
 	if !committed {
 		s.metrics.aborts.Inc()

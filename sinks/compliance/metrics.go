@@ -12,6 +12,8 @@ type metrics struct {
 	txnSeconds    prometheus.Histogram
 	aborts        prometheus.Counter
 	registrations *prometheus.CounterVec // by topic
+	// sessionRestarts counts group sessions replaced after a failed Kafka transaction.
+	sessionRestarts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,11 +35,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "walhook", Subsystem: "compliance", Name: "schema_registrations_total",
 			Help: "New compliance schema versions registered (or published to the schema topic), by topic.",
 		}, []string{"topic"}),
+		sessionRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "compliance", Name: "session_restarts_total",
+			Help: "Group sessions replaced in process after a Kafka transaction failed (broker failover, fencing, timeout).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.records, m.txnSeconds, m.aborts, m.registrations} {
+	for _, c := range []prometheus.Collector{m.records, m.txnSeconds, m.aborts, m.registrations, m.sessionRestarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("compliance: register metrics: %w", err)
 		}

@@ -32,7 +32,9 @@ type Sink struct {
 	byTopic  map[string]*rootSink // snapshot topic → root
 	connOpts []kgo.Opt
 	groupID  string
-	metrics  *metrics
+	// transactionalID is the same for every session of this process (kafkaconn.RunSessions).
+	transactionalID string
+	metrics         *metrics
 }
 
 // rootSink is one root: its snapshot topic and its two compliance topics.
@@ -115,6 +117,9 @@ func New(cfg *config.Config, opts ...Option) (*Sink, error) {
 	}
 	s.connOpts = append(s.connOpts, s.extraOpts...)
 	s.groupID = cfg.ComplianceGroup()
+	// One transactional id for the process's whole life, so a replacement session fences its
+	// predecessor's transaction (kafkaconn.RunSessions).
+	s.transactionalID = kafkaconn.TransactionalID(cfg.Kafka, s.groupID, randomSuffix)
 	if s.metrics, err = newMetrics(s.promReg); err != nil {
 		return nil, err
 	}
@@ -158,7 +163,8 @@ func (s *Sink) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.loop(ctx, cat, fr)
+	return kafkaconn.RunSessions(ctx, s.log, func(error) { s.metrics.sessionRestarts.Inc() },
+		func(ctx context.Context) error { return s.loop(ctx, cat, fr) })
 }
 
 // registries fills s.reg and returns the framer of the compliance records.

@@ -1,9 +1,12 @@
-// Command cdcbench is the CDC benchmark of `make bench`: on one generated workload it measures
-// pg_recvlogical (pgoutput to /dev/null) and `walhook cdc` (a separate process, writing to a
-// kfake broker in another separate process), and prints rows/s for both, their ratio and
-// walhook's peak RSS. See docs/benchmarks.md.
+// Command cdcbench is the CDC benchmark of `make bench`: on one generated workload (every reader
+// has its own slot, created before the workload, so all decode the same WAL) it measures
+// pg_recvlogical (pgoutput to /dev/null: the walsender's limit), `walhook cdc` (a separate process)
+// and Debezium's PostgreSQL connector in Kafka Connect standalone, as shipped and tuned, both
+// writing to a fresh kfake broker in another process or, with -kafka apache, a fresh Apache Kafka
+// node. It prints rows/s, CPU seconds per million rows of each tool and of the walsender serving
+// it, peak RSS, and the ratios of the project's targets. See docs/benchmarks.md.
 //
-//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2]
+//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2] [-kafka kfake|apache] [-debezium=false]
 //
 // Everything it starts (PostgreSQL, the broker process, walhook) is stopped before it returns.
 package main
@@ -15,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/apachekafka"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/embedkafka"
 	"github.com/walhook/walhook/internal/embedpg"
@@ -56,6 +61,8 @@ func main() {
 	flag.StringVar(&o.alt, "alt", "", "a second walhook binary (e.g. a baseline build) measured in the same runs, alternating")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (walhook configs and logs)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "walhook's log level")
+	flag.StringVar(&o.kafka, "kafka", "kfake", "the broker walhook and Debezium write to: kfake (a separate process) or apache (one Apache Kafka node; needs Java 17+ and Maven)")
+	flag.BoolVar(&o.debezium, "debezium", true, "also measure Debezium's PostgreSQL connector in Kafka Connect (defaults and tuned; needs Java 17+ and Maven)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,20 +78,26 @@ type options struct {
 	keep                bool
 	bin, alt            string
 	logLevel            string
+	kafka               string
+	debezium            bool
 }
 
 // result is one measurement.
 type result struct {
-	elapsed time.Duration
-	rssKiB  int64
-	cpu     time.Duration // user+system CPU of the measured process
-	broker  time.Duration // user+system CPU of the broker process (walhook runs)
-	counted float64       // walhook's own row counter, to cross-check the workload
+	elapsed   time.Duration
+	rssKiB    int64
+	cpu       time.Duration // user+system CPU of the measured process
+	walsender time.Duration // user+system CPU of the walsender serving its slot
+	broker    time.Duration // user+system CPU of the broker process (walhook runs)
+	counted   float64       // walhook's own row counter, to cross-check the workload
 }
 
 func run(ctx context.Context, o options) error {
 	if o.txnRows%20 != 0 || o.txnRows < 100 {
 		return fmt.Errorf("-txn must be a multiple of 20, at least 100")
+	}
+	if o.kafka != "kfake" && o.kafka != "apache" {
+		return fmt.Errorf("-kafka %q: use kfake or apache", o.kafka)
 	}
 	txns := o.rows / o.txnRows
 	rows := txns * o.txnRows
@@ -123,7 +136,21 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer db.Close(context.Background())
-	if err := prepare(ctx, db, o.runs, o.alt != ""); err != nil {
+	kinds := []string{"bench_recv_", "bench_walhook_"}
+	if o.alt != "" {
+		kinds = append(kinds, "bench_alt_")
+	}
+	var dz *debezium
+	if o.debezium {
+		step("resolving Kafka Connect and Debezium (cached after the first run)")
+		if dz, err = resolveDebezium(ctx); err != nil {
+			return fmt.Errorf("%w (or run with -debezium=false)", err)
+		}
+		for _, v := range debeziumVariants {
+			kinds = append(kinds, "bench_dbz_"+v.name+"_")
+		}
+	}
+	if err := prepare(ctx, db, o.runs, kinds); err != nil {
 		return err
 	}
 	step(fmt.Sprintf("generating %d row changes in %d transactions", rows, txns))
@@ -140,6 +167,7 @@ func run(ctx context.Context, o options) error {
 	step(fmt.Sprintf("generated in %v; end LSN %s, %.0f MiB of WAL", time.Since(genStart).Round(time.Millisecond), end, float64(walBytes)/(1<<20)))
 
 	var recvRes, whRes, altRes []result
+	dbzRes := map[string][]result{}
 	for i := 1; i <= o.runs; i++ {
 		step(fmt.Sprintf("run %d/%d: pg_recvlogical", i, o.runs))
 		r, err := measureRecvlogical(ctx, recv, url, fmt.Sprintf("bench_recv_%d", i), end)
@@ -159,6 +187,19 @@ func run(ctx context.Context, o options) error {
 		if r.counted != 0 && int(r.counted) != rows {
 			return fmt.Errorf("walhook counted %.0f row changes, the workload has %d", r.counted, rows)
 		}
+		for _, v := range debeziumVariants {
+			if dz == nil {
+				break
+			}
+			step(fmt.Sprintf("run %d/%d: Debezium %s (%s, Kafka Connect %s standalone)", i, o.runs, v.name, debeziumVersion, connectVersion))
+			r, err := measureDebeziumOn(ctx, dz, work, url, fmt.Sprintf("bench_dbz_%s_%d", v.name, i), rows, v, o)
+			if err != nil {
+				return err
+			}
+			dbzRes[v.name] = append(dbzRes[v.name], r)
+			step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v, walsender %v", r.elapsed.Round(time.Millisecond),
+				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.walsender.Round(time.Millisecond)))
+		}
 		if o.alt != "" {
 			step(fmt.Sprintf("run %d/%d: alternative walhook %s", i, o.runs, o.alt))
 			r, err = measureWalhook(ctx, db, o.alt, work, url, fmt.Sprintf("bench_alt_%d", i), end, o)
@@ -170,35 +211,62 @@ func run(ctx context.Context, o options) error {
 				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond)))
 		}
 	}
-	report(rows, o.txnRows, recvRes, whRes)
+	report(rows, o.txnRows, o.kafka, recvRes, whRes, dbzRes)
 	if len(altRes) > 0 {
 		fmt.Printf("alternative binary %s:\n", o.alt)
-		report(rows, o.txnRows, recvRes, altRes)
+		report(rows, o.txnRows, o.kafka, recvRes, altRes, nil)
 	}
 	return nil
 }
 
 func step(s string) { fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), s) }
 
-// report prints the best run of each tool and the ratio of those, then every run.
-func report(rows, txnRows int, recv, wh []result) {
+// report prints, per tool, the best run's rows/s, CPU per million rows (the tool's process and the
+// walsender serving it), peak RSS, and the ratios the project's targets are stated in; then every
+// run.
+func report(rows, txnRows int, kafka string, recv, wh []result, dbz map[string][]result) {
 	best := func(rs []result) result {
 		return slices.MinFunc(rs, func(a, b result) int { return int(a.elapsed - b.elapsed) })
 	}
-	rb, wb := best(recv), best(wh)
 	rate := func(r result) float64 { return float64(rows) / r.elapsed.Seconds() }
-	var peak int64
-	for _, r := range wh {
-		peak = max(peak, r.rssKiB)
+	perM := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(rows) }
+	peak := func(rs []result) int64 {
+		var p int64
+		for _, r := range rs {
+			p = max(p, r.rssKiB)
+		}
+		return p
 	}
-	fmt.Printf("CDC benchmark: %d row changes in %d-row transactions, %d CPUs, %s\n", rows, txnRows, runtime.NumCPU(), runtime.Version())
-	fmt.Printf("  pg_recvlogical (pgoutput -> /dev/null)  %9.0f rows/s  (best of %d)\n", rate(rb), len(recv))
-	fmt.Printf("  walhook cdc (-> kfake, separate procs)  %9.0f rows/s  (best of %d)\n", rate(wb), len(wh))
-	fmt.Printf("  ratio walhook / pg_recvlogical          %9.2f        (target >= 0.80)\n", rate(wb)/rate(rb))
-	fmt.Printf("  walhook peak RSS                        %9.0f MiB    (target < 256)\n", float64(peak)/1024)
+	rb, wb := best(recv), best(wh)
+	fmt.Printf("CDC benchmark: %d row changes in %d-row transactions, %d CPUs, %s, broker %s\n", rows, txnRows, runtime.NumCPU(), runtime.Version(), kafka)
+	fmt.Printf("  %-58s %10s %12s %14s %10s\n", "tool (best run)", "rows/s", "CPU s/Mrow", "walsender s/M", "peak RSS")
+	line := func(name string, r result, rss int64) {
+		fmt.Printf("  %-58s %10.0f %12.2f %14.2f %7.0f MiB\n", name, rate(r), perM(r.cpu), perM(r.walsender), float64(rss)/1024)
+	}
+	line("pg_recvlogical (pgoutput -> /dev/null)", rb, peak(recv))
+	line("walhook cdc (-> "+kafka+")", wb, peak(wh))
+	names := slices.Sorted(maps.Keys(dbz))
+	for _, n := range names {
+		line("Debezium "+debeziumVersion+" "+n+" (Kafka Connect -> "+kafka+")", best(dbz[n]), peak(dbz[n]))
+	}
+	fmt.Printf("  ratio walhook / pg_recvlogical rows/s      %6.2f  (target >= 0.95)\n", rate(wb)/rate(rb))
+	fmt.Printf("  ratio walhook / pg_recvlogical CPU per row %6.2f  (target <= 1.00)\n", perM(wb.cpu)/perM(rb.cpu))
+	for _, n := range names {
+		db := best(dbz[n])
+		fmt.Printf("  ratio walhook / Debezium %-8s rows/s     %6.2f  (target >= 3)\n", n, rate(wb)/rate(db))
+		fmt.Printf("  ratio walhook / Debezium %-8s peak RSS   %6.2f  (target <= 0.25)\n", n, float64(peak(wh))/float64(peak(dbz[n])))
+	}
 	for i := range recv {
-		fmt.Printf("  run %d: pg_recvlogical %.0f rows/s (CPU %.1fs); walhook %.0f rows/s (CPU %.1fs, broker CPU %.1fs); ratio %.2f; RSS %.0f MiB\n", i+1,
-			rate(recv[i]), recv[i].cpu.Seconds(), rate(wh[i]), wh[i].cpu.Seconds(), wh[i].broker.Seconds(), rate(wh[i])/rate(recv[i]), float64(wh[i].rssKiB)/1024)
+		fmt.Printf("  run %d: pg_recvlogical %.0f rows/s (CPU %.1fs, walsender %.1fs); walhook %.0f rows/s (CPU %.1fs, walsender %.1fs, broker %.1fs, RSS %.0f MiB); ratio %.2f", i+1,
+			rate(recv[i]), recv[i].cpu.Seconds(), recv[i].walsender.Seconds(), rate(wh[i]), wh[i].cpu.Seconds(), wh[i].walsender.Seconds(),
+			wh[i].broker.Seconds(), float64(wh[i].rssKiB)/1024, rate(wh[i])/rate(recv[i]))
+		for _, n := range names {
+			if i < len(dbz[n]) {
+				d := dbz[n][i]
+				fmt.Printf("; Debezium %s %.0f rows/s (CPU %.1fs, walsender %.1fs, RSS %.0f MiB)", n, rate(d), d.cpu.Seconds(), d.walsender.Seconds(), float64(d.rssKiB)/1024)
+			}
+		}
+		fmt.Println()
 	}
 }
 
@@ -220,7 +288,7 @@ func findRecvlogical() (string, error) {
 // prepare applies the demo schema, seeds the rows the workload updates, sets the replica
 // identity walhook would set, then creates the publication and every slot before any of the
 // workload is written, so every reader decodes the same WAL.
-func prepare(ctx context.Context, db *pgx.Conn, runs int, alt bool) error {
+func prepare(ctx context.Context, db *pgx.Conn, runs int, kinds []string) error {
 	stmts := []string{
 		demo.SchemaSQL,
 		`INSERT INTO session.instance (id, status, tenant_id) VALUES (1, 'COMPLETED', 't1')`,
@@ -233,10 +301,6 @@ func prepare(ctx context.Context, db *pgx.Conn, runs int, alt bool) error {
 		if _, err := db.Exec(ctx, s); err != nil {
 			return fmt.Errorf("prepare: %.60q: %w", s, err)
 		}
-	}
-	kinds := []string{"bench_recv_", "bench_walhook_"}
-	if alt {
-		kinds = append(kinds, "bench_alt_")
 	}
 	for i := 1; i <= runs; i++ {
 		for _, s := range kinds {
@@ -283,11 +347,13 @@ func measureRecvlogical(ctx context.Context, bin, url, slot, end string) (result
 		"--endpos", end, "-f", "/dev/null")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	sampler := sampleWalsender(ctx, url, slot)
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
+		sampler.stop()
 		return result{}, fmt.Errorf("pg_recvlogical: %v: %s", err, stderr.String())
 	}
-	return result{elapsed: time.Since(start), rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState)}, nil
+	return result{elapsed: time.Since(start), rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState), walsender: sampler.stop()}, nil
 }
 
 func cpuTime(ps *os.ProcessState) time.Duration { return ps.UserTime() + ps.SystemTime() }
@@ -302,16 +368,17 @@ func maxrss(ps *os.ProcessState) int64 {
 // measureWalhook starts a broker process, then `walhook cdc`, and times walhook from its start
 // until the slot's confirmed_flush_lsn reaches end; then it stops both.
 func measureWalhook(ctx context.Context, db *pgx.Conn, bin, work, url, slot, end string, o options) (result, error) {
-	broker, brokers, err := startBroker(ctx)
+	broker, err := startBroker(ctx, o.kafka, work)
 	if err != nil {
 		return result{}, err
 	}
 	brokerStopped := false
 	defer func() {
 		if !brokerStopped {
-			stopProcess(broker)
+			broker.stop()
 		}
 	}()
+	brokers := broker.addr
 	httpAddr, err := freeAddr()
 	if err != nil {
 		return result{}, err
@@ -347,52 +414,20 @@ log:
 	if o.compression != "" {
 		cmd.Env = append(cmd.Env, "WALHOOK_CDC_COMPRESSION="+o.compression)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return result{}, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var elapsed time.Duration
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for elapsed == 0 {
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			return result{}, ctx.Err()
-		case err := <-exited:
-			return result{}, fmt.Errorf("walhook cdc exited early (%v); log %s:\n%s", err, logPath, tail(logPath))
-		case <-tick.C:
-		}
+	var counted float64
+	tr, err := timedRun(ctx, cmd, "walhook cdc", logPath, url, slot, 30*time.Minute, func() (bool, error) {
 		var done bool
 		err := db.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, slot, end).Scan(&done)
-		if err != nil {
-			return result{}, err
-		}
 		if done {
-			elapsed = time.Since(start)
+			counted = scrapeRows("http://" + httpAddr + "/metrics")
 		}
-		if time.Since(start) > 30*time.Minute {
-			_ = cmd.Process.Kill()
-			<-exited
-			return result{}, fmt.Errorf("walhook cdc did not reach %s in 30 minutes; log %s", end, logPath)
-		}
+		return done, err
+	})
+	if err != nil {
+		return result{}, err
 	}
-	counted := scrapeRows("http://" + httpAddr + "/metrics")
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	stopProcess(broker)
-	brokerStopped = true
-	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState),
-		broker: cpuTime(broker.ProcessState), counted: counted}, nil
+	tr.broker, tr.counted, brokerStopped = broker.stop(), counted, true
+	return tr, nil
 }
 
 // scrapeRows reads walhook_cdc_rows_total from walhook's /metrics (0 when unavailable).
@@ -431,8 +466,43 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startBroker re-executes this binary as the broker process and reads its address.
-func startBroker(ctx context.Context) (*exec.Cmd, string, error) {
+// broker is the Kafka one walhook run writes to; stop stops it and returns the CPU it used.
+type broker struct {
+	addr string
+	stop func() time.Duration
+}
+
+// startBroker starts a fresh broker of kind for one walhook run: kfake in a re-executed copy of
+// this binary, or one Apache Kafka node (Kafka's production JVM flags) from internal/apachekafka.
+func startBroker(ctx context.Context, kind, work string) (*broker, error) {
+	if kind == "apache" {
+		dir, err := os.MkdirTemp(work, "apache-kafka-")
+		if err != nil {
+			return nil, err
+		}
+		// Six partitions for auto-created topics, as walhook creates its own: Debezium's topics
+		// are created by its producer.
+		c, err := apachekafka.Start(ctx, apachekafka.Options{Dir: dir, JVMFlags: apachekafka.TunedJVMFlags, HeapMB: 1024,
+			BrokerConfig: map[string]string{"num.partitions": "6"}})
+		if err != nil {
+			return nil, err
+		}
+		return &broker{addr: c.Brokers()[0], stop: func() time.Duration {
+			cpu, _ := c.Node(1).CPUTime()
+			_ = c.Close()
+			_ = os.RemoveAll(dir)
+			return cpu
+		}}, nil
+	}
+	cmd, addr, err := startKfake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &broker{addr: addr, stop: func() time.Duration { stopProcess(cmd); return cpuTime(cmd.ProcessState) }}, nil
+}
+
+// startKfake re-executes this binary as the broker process and reads its address.
+func startKfake(ctx context.Context) (*exec.Cmd, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
@@ -480,4 +550,64 @@ func serveKfake() error {
 	fmt.Println(st.Brokers()[0])
 	<-ctx.Done()
 	return errors.Join(st.Close())
+}
+
+// measureDebeziumOn measures one Debezium variant against a fresh broker of o.kafka.
+func measureDebeziumOn(ctx context.Context, dz *debezium, work, url, slot string, rows int, v debeziumVariant, o options) (result, error) {
+	b, err := startBroker(ctx, o.kafka, work)
+	if err != nil {
+		return result{}, err
+	}
+	r, err := measureDebezium(ctx, dz, work, url, slot, b.addr, rows, v)
+	r.broker = b.stop()
+	return r, err
+}
+
+// timedRun starts cmd (its output already directed to logPath) and times it from its start until
+// done reports true, polled every 50 ms; then it reads the CPU of the walsender serving slot,
+// stops cmd with SIGTERM (SIGKILL after 30 s) and returns the figures. It fails when cmd exits
+// early, ctx ends or limit passes.
+func timedRun(ctx context.Context, cmd *exec.Cmd, name, logPath, pgURL, slot string, limit time.Duration, done func() (bool, error)) (result, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	sampler := sampleWalsender(ctx, pgURL, slot)
+	defer sampler.stop()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return result{}, fmt.Errorf("start %s: %w", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	kill := func() { _ = cmd.Process.Kill(); <-exited }
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var elapsed time.Duration
+	for elapsed == 0 {
+		select {
+		case <-ctx.Done():
+			kill()
+			return result{}, ctx.Err()
+		case err := <-exited:
+			return result{}, fmt.Errorf("%s exited early (%v); log %s:\n%s", name, err, logPath, tail(logPath))
+		case <-tick.C:
+		}
+		ok, err := done()
+		switch {
+		case err != nil:
+			kill()
+			return result{}, err
+		case ok:
+			elapsed = time.Since(start)
+		case time.Since(start) > limit:
+			kill()
+			return result{}, fmt.Errorf("%s did not finish in %v; log %s", name, limit, logPath)
+		}
+	}
+	walsender := sampler.stop()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		kill()
+	}
+	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState), walsender: walsender}, nil
 }
