@@ -110,7 +110,8 @@ func startDev(t *testing.T, dir, model string, args ...string) *devStack {
 	t.Helper()
 	d := &devStack{t: t, bin: walhookBinary(t), dir: dir, prefix: "walhook.", out: &syncBuffer{}, exited: make(chan error, 1)}
 	args = append([]string{"dev", "--dir", dir, "--http-listen", "127.0.0.1:0"}, args...)
-	if brokers := os.Getenv(kafkatest.EnvBrokers); brokers != "" {
+	if realKafka() {
+		brokers := strings.Join(kafkatest.Start(t).Brokers, ",")
 		d.real = true
 		d.prefix = kafkatest.TopicName(t, "dev") + "."
 		if model == "" {
@@ -148,6 +149,13 @@ func startDev(t *testing.T, dir, model string, args ...string) *devStack {
 		d.pgPid, _ = strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
 	}
 	return d
+}
+
+// realKafka reports whether the suite runs on a real Kafka (WALHOOK_TEST_BROKERS, or
+// WALHOOK_TEST_KAFKA=apache): walhook dev then runs on it, with a topic prefix of its own.
+func realKafka() bool {
+	mode := os.Getenv(kafkatest.EnvKafka)
+	return os.Getenv(kafkatest.EnvBrokers) != "" || (mode != "" && mode != "kfake")
 }
 
 // kill ends the process if a failed test left it running; stop is the clean way.

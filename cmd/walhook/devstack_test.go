@@ -527,7 +527,7 @@ func TestDevOnExistingServers(t *testing.T) {
 	slot := fmt.Sprintf("devtest_%d", time.Now().UnixNano())
 	t.Cleanup(func() { dropSlot(t, url, slot) })
 	var args []string
-	if os.Getenv(kafkatest.EnvBrokers) == "" { // startDev passes the real brokers itself
+	if !realKafka() { // startDev passes the real brokers itself
 		env := kafkatest.Start(t)
 		args = []string{"--brokers", strings.Join(env.Brokers, ","), "--registry", env.RegistryURL}
 	}
@@ -627,10 +627,10 @@ func TestMakeRunCtrlC(t *testing.T) {
 
 // realKafkaFlags points `make run` at WALHOOK_TEST_BROKERS with a topic prefix of the test's.
 func realKafkaFlags(t *testing.T) string {
-	brokers := os.Getenv(kafkatest.EnvBrokers)
-	if brokers == "" {
+	if !realKafka() {
 		return ""
 	}
+	brokers := strings.Join(kafkatest.Start(t).Brokers, ",")
 	prefix := kafkatest.TopicName(t, "make") + "."
 	precreateChangelog(t, brokers, prefix)
 	path := filepath.Join(t.TempDir(), "model.yaml")
