@@ -53,7 +53,8 @@ func invalid(field, format string, args ...any) error {
 // here, not in the commands. Running sinks see its changes through the subscription trigger's
 // NOTIFY.
 type Admin struct {
-	conn *pgx.Conn
+	conn  dbConn
+	close func()
 	// events are the dotted event keys of the model, in model order; nil accepts any
 	// well-formed key (an Admin opened without a config).
 	events []string
@@ -95,6 +96,22 @@ const adminConnectTimeout = 10 * time.Second
 
 // OpenAdmin connects to the database holding the hook schema.
 func OpenAdmin(ctx context.Context, pgURL string, opts ...AdminOption) (*Admin, error) {
+	a, err := newAdmin(pgURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, adminConnectTimeout)
+	defer cancel()
+	c, err := pgx.Connect(cctx, pgURL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: connect to %s: %w", redactPG(pgURL), err)
+	}
+	a.conn = c
+	a.close = func() { _ = c.Close(context.Background()) }
+	return a, nil
+}
+
+func newAdmin(pgURL string, opts []AdminOption) (*Admin, error) {
 	if pgURL == "" {
 		return nil, errors.New("webhook: no database: pass --pg-url, set WALHOOK_PG_URL or postgres.url in the config")
 	}
@@ -104,24 +121,20 @@ func OpenAdmin(ctx context.Context, pgURL string, opts ...AdminOption) (*Admin, 
 			return nil, err
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, adminConnectTimeout)
-	defer cancel()
-	c, err := pgx.Connect(cctx, pgURL)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: connect to %s: %w", redactPG(pgURL), err)
-	}
-	a.conn = c
 	return a, nil
 }
 
-// Close closes the connection.
-func (a *Admin) Close() { _ = a.conn.Close(context.Background()) }
+// Close closes the connection (or the pool of OpenAdminPool).
+func (a *Admin) Close() { a.close() }
 
 // App is a registered application.
 type App struct {
-	ID        int64
-	UUID      string
-	Name      string
+	ID   int64
+	UUID string
+	Name string
+	// Tenant owns the application when a tenant registered it (through the API with a tenant
+	// token); "" for the operator's applications, which only operators see.
+	Tenant    string
 	CreatedAt time.Time
 	// Subscriptions and Enabled count its subscriptions (Apps fills them).
 	Subscriptions, Enabled int
@@ -129,17 +142,26 @@ type App struct {
 
 // RegisterApp registers an application by name; a name already taken is ErrAppExists.
 func (a *Admin) RegisterApp(ctx context.Context, name string) (App, error) {
+	return a.RegisterAppFor(ctx, name, "")
+}
+
+// RegisterAppFor registers an application owned by tenant ("" for the operator's).
+func (a *Admin) RegisterAppFor(ctx context.Context, name, tenant string) (App, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
 		return App{}, invalid("name", "empty; name the application, e.g. crm")
 	}
-	app := App{Name: name}
-	err := a.conn.QueryRow(ctx, `INSERT INTO hook.application (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
-		RETURNING id, uuid::text, created_at`, name).Scan(&app.ID, &app.UUID, &app.CreatedAt)
+	app := App{Name: name, Tenant: tenant}
+	err := a.conn.QueryRow(ctx, `INSERT INTO hook.application (name, tenant_id) VALUES ($1, nullif($2, '')) ON CONFLICT (name) DO NOTHING
+		RETURNING id, uuid::text, created_at`, name, tenant).Scan(&app.ID, &app.UUID, &app.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, ferr := a.App(ctx, name)
 		if ferr != nil {
 			return App{}, ferr
+		}
+		if tenant != "" {
+			// A tenant must not learn another owner's application id.
+			return App{}, fmt.Errorf("%w: the name %q is taken; choose another name", ErrAppExists, name)
 		}
 		return App{}, fmt.Errorf("%w: %q is application %d; choose another name, or use --app %d", ErrAppExists, name, existing.ID, existing.ID)
 	}
@@ -149,13 +171,13 @@ func (a *Admin) RegisterApp(ctx context.Context, name string) (App, error) {
 	return app, nil
 }
 
-const appColumns = `a.id, a.uuid::text, a.name, a.created_at,
+const appColumns = `a.id, a.uuid::text, a.name, coalesce(a.tenant_id, ''), a.created_at,
 	(SELECT count(*) FROM hook.subscription s WHERE s.application_id = a.id),
 	(SELECT count(*) FROM hook.subscription s WHERE s.application_id = a.id AND s.is_enabled)`
 
 func scanApp(row pgx.Row) (App, error) {
 	var app App
-	err := row.Scan(&app.ID, &app.UUID, &app.Name, &app.CreatedAt, &app.Subscriptions, &app.Enabled)
+	err := row.Scan(&app.ID, &app.UUID, &app.Name, &app.Tenant, &app.CreatedAt, &app.Subscriptions, &app.Enabled)
 	return app, err
 }
 

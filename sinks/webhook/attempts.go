@@ -23,7 +23,14 @@ type Attempt struct {
 	RootKey   string    `json:"root_key"`
 	Version   int64     `json:"version"`
 	NextAt    time.Time `json:"next_attempt,omitzero"`
+	// Tenant is the snapshot's tenant (empty in records of walhook versions before the API).
+	Tenant string `json:"tenant,omitempty"`
+	// ResponseBody is the first ResponseBodyBytes of the endpoint's answer, as text.
+	ResponseBody string `json:"response_body,omitempty"`
 }
+
+// ResponseBodyBytes is how much of an endpoint's answer the attempt log keeps.
+const ResponseBodyBytes = 1024
 
 // Attempt outcomes.
 const (

@@ -92,6 +92,7 @@ type attempt struct {
 	latency time.Duration
 	at      time.Time
 	err     *DeliveryError // nil when delivered
+	body    []byte         // the first ResponseBodyBytes of the answer
 }
 
 // send makes one attempt of snap to sub. It never retries.
@@ -148,6 +149,7 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 		res.err = classifyTransport(err)
 		return res
 	}
+	res.body, _ = io.ReadAll(io.LimitReader(resp.Body, ResponseBodyBytes))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	_ = resp.Body.Close()
 	res.status = resp.StatusCode

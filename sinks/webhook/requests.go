@@ -153,20 +153,9 @@ func Retrigger(ctx context.Context, cl *kgo.Client, cfg config.Kafka, sub *Subsc
 // Replay asks the sink to deliver again every dead-lettered delivery of subscription subUUID
 // dead-lettered at or after since. It returns how many it requested.
 func Replay(ctx context.Context, cl *kgo.Client, cfg config.Kafka, subUUID string, since time.Time) (int, error) {
-	var recs []*kgo.Record
-	err := ReadTopic(ctx, cfg, cfg.WebhookDeadLetterTopic(), func(r *kgo.Record) error {
-		j, err := decodeJob(r.Value)
-		if err != nil || j.Subscription != subUUID || j.DeadAt.Before(since) {
-			return nil
-		}
-		j.Kind, j.Attempt, j.Due, j.LastError, j.LastStatus, j.DeadAt = "replay", 1, time.Time{}, "", 0, time.Time{}
-		recs = append(recs, RequestRecord(cfg, j))
-		return nil
+	return RedriveMatching(ctx, cl, cfg, func(d DeadLetter) bool {
+		return d.Job.Subscription == subUUID && !d.Job.DeadAt.Before(since)
 	})
-	if err != nil || len(recs) == 0 {
-		return 0, err
-	}
-	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
 }
 
 // Attempts returns the attempt log of subscription subUUID, oldest first.

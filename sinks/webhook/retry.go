@@ -51,6 +51,7 @@ func (s *Sink) finish(t *task, sub *Subscription, a attempt) {
 		Subscription: t.job.Subscription, WebhookID: MessageID(t.job.Subscription, t.snap.RootType, t.snap.Key, t.snap.Version),
 		Attempt: t.job.Attempt, Time: a.at, Status: a.status, LatencyMS: float64(a.latency.Microseconds()) / 1000,
 		EventType: t.snap.EventType, RootKey: t.snap.Key, Version: t.snap.Version,
+		Tenant: t.snap.Tenant, ResponseBody: string(a.body),
 	}
 	if log.Time.IsZero() {
 		log.Time = s.now()
@@ -111,7 +112,7 @@ func (s *Sink) finishWithout(t *task, outcome string, reason string) {
 	rec := s.attemptRecord(Attempt{Subscription: t.job.Subscription,
 		WebhookID: MessageID(t.job.Subscription, t.snap.RootType, t.snap.Key, t.snap.Version),
 		Attempt:   t.job.Attempt, Time: s.now(), Outcome: outcome, Error: reason,
-		EventType: t.snap.EventType, RootKey: t.snap.Key, Version: t.snap.Version})
+		EventType: t.snap.EventType, RootKey: t.snap.Key, Version: t.snap.Version, Tenant: t.snap.Tenant})
 	s.produceThen([]*kgo.Record{rec}, func() { t.part.post(event{t: t}) })
 }
 

@@ -174,7 +174,7 @@ func loadAll(ctx context.Context, d *db) ([]*Subscription, error) {
 	return out, err
 }
 
-func loadAllConn(ctx context.Context, c *pgx.Conn) ([]*Subscription, error) {
+func loadAllConn(ctx context.Context, c dbConn) ([]*Subscription, error) {
 	rows, err := c.Query(ctx, selectSubscriptions+" ORDER BY s.id")
 	if err != nil {
 		return nil, fmt.Errorf("webhook: load hook.subscription: %w; apply the hook schema (internal/demo/schema.sql) to postgres.url", err)
