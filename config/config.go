@@ -20,6 +20,7 @@ type Config struct {
 	BubbleUp       BubbleUp       `yaml:"bubbleup"`
 	Deliver        Deliver        `yaml:"deliver"`
 	Compliance     Compliance     `yaml:"compliance"`
+	API            API            `yaml:"api"`
 	Model          Model          `yaml:"model"`
 
 	// src records the file lines and environment overrides behind the values so that problems

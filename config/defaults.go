@@ -46,6 +46,7 @@ func (c *Config) applyDefaults() {
 	c.BubbleUp.SetDefaults()
 	c.Deliver.SetDefaults()
 	c.Compliance.SetDefaults(c.Kafka)
+	c.API.SetDefaults()
 	for i := range c.Model.Roots {
 		c.Model.Roots[i].defaults()
 	}

@@ -27,6 +27,7 @@ func envVars() []envVar {
 		{"WALHOOK_REGISTRY_USERNAME", "schema_registry.username", func(c *Config, v string) { c.SchemaRegistry.Username = v }},
 		{"WALHOOK_REGISTRY_PASSWORD", "schema_registry.password", func(c *Config, v string) { c.SchemaRegistry.Password = v }},
 		{"WALHOOK_HTTP_LISTEN", "http.listen", func(c *Config, v string) { c.HTTP.Listen = v }},
+		{"WALHOOK_API_LISTEN", "api.listen", func(c *Config, v string) { c.API.Listen = v }},
 		{"WALHOOK_LOG_LEVEL", "log.level", func(c *Config, v string) { c.Log.Level = v }},
 	}
 }

@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	v.log(&c.Log)
 	v.cdc(&c.CDC)
 	v.deliver(&c.Deliver)
+	v.api(&c.API)
 	v.compliance(&c.Compliance, &c.Model)
 	v.model(&c.Model)
 	return v.err()
