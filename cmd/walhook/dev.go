@@ -34,6 +34,9 @@ type devFlags struct {
 	registry   string
 	logLevel   string
 	httpListen string
+	apiListen  string
+	// apiListenSet: --api-listen was given; else a taken default port is replaced by a free one.
+	apiListenSet bool
 	// httpListenSet: --http-listen was given; else a taken default port is replaced by a free one.
 	httpListenSet bool
 }
@@ -61,6 +64,7 @@ from Maven Central once: needs Java 17+ and Maven) instead of the in-process bro
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.httpListenSet = cmd.Flags().Changed("http-listen")
+			f.apiListenSet = cmd.Flags().Changed("api-listen")
 			return runDev(cmd.Context(), cmd.OutOrStdout(), f)
 		},
 	}
@@ -75,6 +79,7 @@ from Maven Central once: needs Java 17+ and Maven) instead of the in-process bro
 	fl.StringVar(&f.registry, "registry", "", "use this schema registry URL instead of the embedded one")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (default: a free port if 9464 is taken; port 0: a free port)")
+	fl.StringVar(&f.apiListen, "api-listen", config.DefaultAPIListen, "address of the API and the web console (default: a free port if 8089 is taken; port 0: a free port)")
 	return cmd
 }
 
@@ -114,6 +119,7 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		source = f.configPath
 	}
 	f.httpListen = devListen(f.httpListen, f.httpListenSet)
+	f.apiListen = devListen(f.apiListen, f.apiListenSet)
 	// Decode first, with placeholder addresses, so a broken file is reported before any server
 	// starts.
 	if _, err := devConfig(model, source, f, dir, "postgres://placeholder", []string{"placeholder:9092"}, ""); err != nil {
@@ -173,6 +179,10 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 	if err != nil {
 		return err
 	}
+	apiKey, err := devAPIKey(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	cfgFile := filepath.Join(dir, "walhook.yaml")
 	if err := writeDevConfig(cfgFile, cfg); err != nil {
 		return err
@@ -183,12 +193,14 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		"WALHOOK_BROKERS":      strings.Join(cfg.Kafka.Brokers, ","),
 		"WALHOOK_REGISTRY_URL": cfg.SchemaRegistry.URL,
 		"WALHOOK_RECEIVER_URL": recv.URL(),
+		"WALHOOK_API_URL":      "http://" + cfg.API.Listen,
+		"WALHOOK_API_KEY":      apiKey,
 	}
 	envFile := filepath.Join(f.dir, "dev.env")
 	if err := writeEnvFile(envFile, env, binDirForPath()); err != nil {
 		return err
 	}
-	printDevBanner(out, env, envFile, cfg.HTTP.Listen)
+	printDevBanner(out, env, envFile, cfg.HTTP.Listen, cfg.API.Listen)
 	fmt.Fprintf(out, "  the built-in receiver verifies and prints tenant %q's %s\n", devTenant, strings.Join(events, ", "))
 
 	p, err := newProcess(cfg)
@@ -204,7 +216,12 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		p.closeTracing()
 		return err
 	}
-	services = append(services, service{name: "receiver", run: recv.Run})
+	apiSvc, err := apiService(p)
+	if err != nil {
+		p.closeTracing()
+		return err
+	}
+	services = append(services, apiSvc, service{name: "receiver", run: recv.Run})
 	log.Info("walhook dev is ready; Ctrl-C stops it", zap.Duration("startup", time.Since(started).Round(time.Millisecond)))
 	err = p.run(ctx, services...)
 	// The config and the addresses are of servers that are gone now.
@@ -227,6 +244,7 @@ func devConfig(model []byte, source string, f devFlags, dir, pgURL string, broke
 		{Flag: "--brokers", Env: "WALHOOK_BROKERS", Value: strings.Join(brokers, ",")},
 		{Flag: "--registry", Env: "WALHOOK_REGISTRY_URL", Value: registry},
 		{Flag: "--http-listen", Env: "WALHOOK_HTTP_LISTEN", Value: f.httpListen},
+		{Flag: "--api-listen", Env: "WALHOOK_API_LISTEN", Value: f.apiListen},
 		{Flag: "--log-level", Env: "WALHOOK_LOG_LEVEL", Value: f.logLevel},
 	}})
 	if err != nil {
@@ -352,12 +370,13 @@ func writeEnvFile(path string, env map[string]string, pathDir string) error {
 	return nil
 }
 
-func printDevBanner(out io.Writer, env map[string]string, envFile, httpListen string) {
+func printDevBanner(out io.Writer, env map[string]string, envFile, httpListen, apiListen string) {
 	fmt.Fprintln(out, "walhook dev")
 	for _, k := range sortedKeys(env) {
 		fmt.Fprintf(out, "  %-22s %s\n", k, env[k])
 	}
 	fmt.Fprintf(out, "  %-22s http://%s/metrics\n", "metrics", httpListen)
+	fmt.Fprintf(out, "  %-22s http://%s/  (sign in with the operator key WALHOOK_API_KEY)\n", "console", apiListen)
 	fmt.Fprintf(out, "  written to %s: in another terminal, `. %s` and every walhook command works without flags\n", envFile, envFile)
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/api"
 	"github.com/walhook/walhook/internal/devreceiver"
 	"github.com/walhook/walhook/sinks/webhook"
 )
@@ -93,4 +94,28 @@ func deleteStaleDevSubscriptions(ctx context.Context, pgURL string, appID int64,
 		return fmt.Errorf("dev subscriptions: remove the stale ones: %w", err)
 	}
 	return nil
+}
+
+// devKeyName names the operator key walhook dev makes on every start (and revokes the
+// previous run's).
+const devKeyName = "walhook-dev"
+
+// devAPIKey makes the demo's operator key: the keys are stored hashed, so the previous run's
+// cannot be shown again; it is revoked and a new one made.
+func devAPIKey(ctx context.Context, cfg *config.Config) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	keys, err := api.OpenKeys(ctx, cfg.Postgres.URL)
+	if err != nil {
+		return "", fmt.Errorf("dev API key: %w", err)
+	}
+	defer keys.Close()
+	if err := keys.RevokeNamed(ctx, devKeyName); err != nil {
+		return "", fmt.Errorf("dev API key: %w", err)
+	}
+	key, _, err := keys.Create(ctx, devKeyName, "", 0)
+	if err != nil {
+		return "", fmt.Errorf("dev API key: %w", err)
+	}
+	return key, nil
 }

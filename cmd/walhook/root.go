@@ -35,6 +35,8 @@ Every command that reads the config finds it the same way: --config FILE, else $
 		newTailCommand(),
 		newStatusCommand(),
 		newHooksCommand(),
+		newAPICommand(),
+		newCatalogCommand(),
 	)
 	return root
 }
