@@ -366,3 +366,10 @@ func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request, name strin
 	_, _ = w.Write(data)
 	return nil
 }
+
+// RouteTable lists the routes a Server serves, without one (the OpenAPI agreement test).
+func RouteTable() []Route {
+	s := &Server{}
+	s.buildRoutes()
+	return s.routes
+}

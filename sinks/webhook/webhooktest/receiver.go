@@ -28,6 +28,7 @@ type Response struct {
 	Header map[string]string // e.g. Retry-After
 	Delay  time.Duration     // wait before answering
 	Never  bool              // never answer: hold the request until the client gives up
+	Body   string            // the answer's body
 }
 
 // Receiver records requests and answers with its responder.
@@ -121,4 +122,5 @@ func (r *Receiver) serve(w http.ResponseWriter, hr *http.Request) {
 		resp.Status = http.StatusOK
 	}
 	w.WriteHeader(resp.Status)
+	_, _ = io.WriteString(w, resp.Body)
 }
