@@ -22,7 +22,7 @@ func newAPICommand() *cobra.Command {
 		`api serves, on api.listen, the HTTP JSON API described by /openapi.json (applications, subscriptions,
 deliveries and their attempts, re-trigger, replay, dead letters, the event catalog, the pipeline
 status) and the web console at /. Every request carries an API key: an operator key sees everything,
-a tenant token only its tenant's data. ` + "`walhook api key create`" + ` makes them; docs/api.md explains the rest.`,
+a tenant token only its tenant's data. `+"`walhook api key create`"+` makes them; docs/api.md explains the rest.`,
 		apiService)
 	cmd.AddCommand(newAPIKeyCommand())
 	return cmd

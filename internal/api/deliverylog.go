@@ -35,10 +35,10 @@ type deliveryLog struct {
 }
 
 type delivery struct {
-	seq                                  int64
+	seq                                 int64
 	id, sub, tenant, eventType, rootKey string
-	version                              int64
-	attempts                             []webhook.Attempt
+	version                             int64
+	attempts                            []webhook.Attempt
 }
 
 type deadEntry struct {

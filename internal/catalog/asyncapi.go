@@ -180,8 +180,8 @@ func AsyncAPI(cfg *config.Config, version string, events []EventType, topics *To
 		}
 		msg := map[string]any{
 			"name": name, "title": ts.Topic, "summary": summary, "contentType": "application/octet-stream",
-			"payload": Schema{"schemaFormat": AvroSchemaFormat, "schema": avroSchema},
-			"bindings": map[string]any{"kafka": kafkaMessageBinding(topics.registryConfigured, keyDesc)},
+			"payload":          Schema{"schemaFormat": AvroSchemaFormat, "schema": avroSchema},
+			"bindings":         map[string]any{"kafka": kafkaMessageBinding(topics.registryConfigured, keyDesc)},
 			"x-walhook-schema": map[string]any{"subject": ts.Subject, "id": ts.ID, "version": ts.Version, "registered": ts.Registered},
 		}
 		if headers != nil {
