@@ -118,8 +118,10 @@ func keyText(raw json.RawMessage) string {
 
 // payloadBuilder renders the complete object of one root from its state.
 type payloadBuilder struct {
-	rm   *rootModel
-	refs func(table, key string) *row // the reference row, nil when missing
+	rm *rootModel
+	// refs projects reference j of the root (rm.refs[j]) for the referenced key: the values of
+	// its columns in order, nil when the row is missing.
+	refs func(j int, key string) []json.RawMessage
 }
 
 // build writes the bare object: root columns, then references, then subordinate arrays.
@@ -128,25 +130,21 @@ func (p payloadBuilder) build(key string, s *rootState) []byte {
 	b.Grow(512)
 	b.WriteByte('{')
 	n := p.writeColumns(&b, p.rm.root, s.Root, 0)
-	for _, ref := range p.rm.refs {
+	for j, ref := range p.rm.refs {
 		n = field(&b, n, ref.Field)
-		var target *row
+		var vals []json.RawMessage
 		if v, ok := s.Root.get(ref.Column); ok && string(v) != "null" {
-			target = p.refs(ref.Table, keyText(v))
+			vals = p.refs(j, keyText(v))
 		}
-		if target == nil {
+		if vals == nil {
 			b.WriteString("null")
 			continue
 		}
 		b.WriteByte('{')
 		m := 0
-		for _, c := range ref.Columns {
+		for i, c := range ref.Columns {
 			m = field(&b, m, c)
-			if v, ok := target.get(c); ok {
-				b.Write(v)
-			} else {
-				b.WriteString("null")
-			}
+			b.Write(vals[i])
 		}
 		b.WriteByte('}')
 	}
