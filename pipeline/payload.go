@@ -89,11 +89,27 @@ func floatJSON(f float64, bits int) json.RawMessage {
 // quote is a JSON string without Go's HTML escaping: a receiver compares the text it gets with
 // what its database holds, and "<b>" should read as "<b>", not "\u003cb\u003e".
 func quote(s string) json.RawMessage {
+	if plainASCII(s) { // nothing to escape: the common case, without an encoder
+		b := make([]byte, 0, len(s)+2)
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// plainASCII reports whether s is printable ASCII without '"' or '\\': JSON text as it is.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func compact(j []byte) json.RawMessage {
