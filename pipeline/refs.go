@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"time"
@@ -26,7 +27,7 @@ type refTables struct {
 	mu       sync.Mutex
 	marks    map[string][]uint64    // table → per-partition watermark LSN; guarded by mu
 	changed  chan struct{}          // closed and replaced when a watermark advances; guarded by mu
-	cache    map[refKey]*refVersion // newest version of recently written or read rows; guarded by mu
+	cache    map[refKey]*refVersion // newest version of rows lookups read recently, kept current by the reader; guarded by mu
 	truncs   map[uint16][]uint64    // table → sorted LSNs it was truncated at; guarded by mu
 	seq      uint64                 // bumped by every applied batch; guarded by mu
 	versions int64                  // versions on disk; guarded by mu
@@ -36,6 +37,9 @@ type refTables struct {
 	metrics  *metrics               // nil in unit tests
 	now      func() time.Time       // the clock of pruning by age
 	history  time.Duration          // bubbleup.reference_history
+	seed     maphash.Seed           // of writeSlot and rows
+	writes   []uint64               // per write slot, the seq of the batch that last wrote a row there; guarded by mu
+	rows     *rowFilter             // rows that have versions; owned by the reader goroutine
 }
 
 // newRefTables drops what db holds of a previous run's reference store (it is rebuilt from the
@@ -49,8 +53,9 @@ func newRefTables(db *pebble.DB, layout refLayout, partitions map[string]int, hi
 	t := &refTables{
 		db: db, layout: layout, marks: map[string][]uint64{}, changed: make(chan struct{}),
 		cache: map[refKey]*refVersion{}, truncs: map[uint16][]uint64{}, now: time.Now, history: history,
-		horizon: func() (uint64, bool) { return 0, false },
+		horizon: func() (uint64, bool) { return 0, false }, seed: maphash.MakeSeed(), writes: make([]uint64, refWriteSlots),
 	}
+	t.rows = newRowFilter(t.seed)
 	for table, n := range partitions {
 		t.marks[table] = make([]uint64, n)
 	}
@@ -129,6 +134,9 @@ type refPartRead struct {
 	armed int   // watermarks still to read after the last skip
 }
 
+// refBatchRecords bounds the changes of one Pebble batch of the reader.
+const refBatchRecords = 8192
+
 // run consumes until ctx ends. It owns cl's polling, and prunes the store between polls.
 func (r *refReader) run(ctx context.Context) error {
 	for {
@@ -150,6 +158,11 @@ func (r *refReader) run(ctx context.Context) error {
 		fs.EachRecord(func(rec *kgo.Record) {
 			if err == nil {
 				err = r.apply(ctx, rb, rec)
+			}
+			if err == nil && rb.records >= refBatchRecords { // bound the batch's memory
+				if err = rb.apply(); err == nil {
+					rb, err = r.refs.newBatch()
+				}
 			}
 		})
 		if err != nil {

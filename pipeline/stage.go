@@ -337,6 +337,9 @@ func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Fetches of a few MiB: the reader writes what it fetched to disk, and a larger buffer
+		// (kgo's default is 50 MiB) only costs memory while it reads a large topic.
+		kgo.FetchMaxBytes(4<<20),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
