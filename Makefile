@@ -41,6 +41,7 @@ test-kafka:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
 	$(GO) run ./internal/bench/cdcbench -rows 1000000 -runs 2
+	$(GO) run ./internal/bench/refbench -sessions 5000000 $(if $(REFBENCH_BASELINE),-alt $(REFBENCH_BASELINE))
 
 ## chaos: long kill-and-restart runs, kept out of `make test`.
 chaos:

@@ -197,8 +197,8 @@ func (s *Stage) prepareKafka(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 	for _, r := range s.cfg.Model.Roots {
 		specs = append(specs, kafkaconn.TopicSpec{Name: k.ChangeTopic(r), Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Configs: keep})
 	}
-	for _, t := range st.refTopics {
-		specs = append(specs, kafkaconn.TopicSpec{Name: t, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Configs: compact})
+	for _, t := range st.refTopics { // compacted, keeping bubbleup.reference_history of versions
+		specs = append(specs, kafkaconn.TopicSpec{Name: t, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Configs: s.cfg.ReferenceTopicConfigs()})
 	}
 	specs = append(specs,
 		kafkaconn.TopicSpec{Name: s.stateTopic(), Partitions: 1, ReplicationFactor: k.ReplicationFactor, Configs: compact},

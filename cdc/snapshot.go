@@ -204,6 +204,11 @@ func (sn *snapshotter) snapshotTable(ctx context.Context, conn *pgx.Conn, table 
 		log.Info("snapshot of table resumed after the last finished chunk", zap.Strings("after_key", p.LastKey),
 			zap.Int64("rows_done", p.Rows), zap.Int64("chunks_done", p.Chunks))
 	}
+	if p.UpperKey == nil && !p.Done {
+		if p.UpperKey, err = upperKey(ctx, conn, meta); err != nil {
+			return err
+		}
+	}
 	pr := sn.bar.start(table, meta.estimate, p.Rows)
 	logTick := time.NewTicker(10 * time.Second)
 	defer logTick.Stop()

@@ -1,7 +1,9 @@
 package cdc
 
 import (
+	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -91,10 +93,27 @@ func TestSnapshotRootAtomicChunks(t *testing.T) {
 	if len(roots) < incidents || withTimeline < incidents/2 {
 		t.Fatalf("%d roots read (want %d), %d of them with timeline rows", len(roots), incidents, withTimeline)
 	}
+	// The writer keeps inserting incidents above every key that existed when the snapshot
+	// began: those reach Kafka as inserts, and chunks never chase them (a busy table's snapshot
+	// must end).
+	progress := e.snapProgressOf()["incident.instance"]
+	if progress == nil || len(progress.UpperKey) != 1 {
+		t.Fatalf("incident.instance progress %+v has no upper key", progress)
+	}
+	upper, _ := strconv.Atoi(progress.UpperKey[0])
+	for key, rr := range roots {
+		if id, _ := strconv.Atoi(key); id > upper && rr.reads > 0 {
+			t.Fatalf("root %s, above the snapshot's upper key %d, was read by a chunk", key, upper)
+		}
+	}
+	var above int
+	if err := e.db.QueryRow(context.Background(), `SELECT count(*) FROM incident.instance WHERE id > $1`, upper).Scan(&above); err != nil || above == 0 {
+		t.Fatalf("the writer inserted no incident above the upper key %d (%v)", upper, err)
+	}
 	if p := e.snapProgressOf(); p["incident.timeline"] != nil || !p["incident.instance"].Done || !p["session.instance"].Done {
 		t.Fatalf("progress: timeline %+v, instance %+v, session %+v", p["incident.timeline"], p["incident.instance"], p["session.instance"])
 	}
-	t.Logf("%d writer changes, %d records, %d roots", w.ops, len(got), len(roots))
+	t.Logf("%d writer changes, %d records, %d roots (%d inserted above the upper key %d)", w.ops, len(got), len(roots), above, upper)
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -16,14 +16,16 @@ import (
 
 // tableMeta is what the snapshot loop needs to read a table in primary-key order.
 type tableMeta struct {
-	name                string // schema-qualified
-	oid                 uint32
-	cols                []string // columns as pgoutput sends them (attnum order, no generated columns)
-	types               []string // their types (format_type)
-	pk                  []int    // indexes in cols of the primary-key columns, in key order
-	pkTypes             []string // their types, for the parameter casts
-	estimate            int64    // pg_class.reltuples; -1 when unknown
-	selectSQL, afterSQL string
+	name     string // schema-qualified
+	oid      uint32
+	cols     []string // columns as pgoutput sends them (attnum order, no generated columns)
+	types    []string // their types (format_type)
+	pk       []int    // indexes in cols of the primary-key columns, in key order
+	pkTypes  []string // their types, for the parameter casts
+	estimate int64    // pg_class.reltuples; -1 when unknown
+	// base, keyTuple and order build the bounded reads: SELECT … FROM t, "(k1, k2)", " ORDER BY k1, k2 LIMIT ".
+	base, keyTuple, order string
+	maxKeySQL             string // the largest primary key now
 }
 
 const metaSQL = `
@@ -69,17 +71,46 @@ func loadTableMeta(ctx context.Context, conn *pgx.Conn, name string) (*tableMeta
 	for i, c := range m.cols {
 		quoted[i] = ident(c)
 	}
-	var keys, params []string
-	for i, p := range pks {
+	var keys []string
+	for _, p := range pks {
 		m.pk = append(m.pk, p.idx)
 		keys = append(keys, quoted[p.idx])
-		params = append(params, "$"+strconv.Itoa(i+1)+"::"+types[p.idx])
 	}
 	base := "SELECT " + strings.Join(quoted, ", ") + " FROM " + table(name)
 	order := " ORDER BY " + strings.Join(keys, ", ") + " LIMIT "
-	m.selectSQL = base + order
-	m.afterSQL = base + " WHERE (" + strings.Join(keys, ", ") + ") > (" + strings.Join(params, ", ") + ")" + order
+	m.base, m.keyTuple, m.order = base, "("+strings.Join(keys, ", ")+")", order
+	desc := make([]string, len(keys))
+	for i, k := range keys {
+		desc[i] = k + " DESC"
+	}
+	m.maxKeySQL = "SELECT " + strings.Join(keys, ", ") + " FROM " + table(name) + " ORDER BY " + strings.Join(desc, ", ") + " LIMIT 1"
 	return m, nil
+}
+
+// keyParams is "($first::type, …)" for the primary-key columns, numbering from first.
+func (m *tableMeta) keyParams(first int) string {
+	ps := make([]string, len(m.pk))
+	for i, idx := range m.pk {
+		ps[i] = "$" + strconv.Itoa(first+i) + "::" + m.types[idx]
+	}
+	return "(" + strings.Join(ps, ", ") + ")"
+}
+
+// upperKey reads the largest primary key of the table as text; empty (not nil) when the table
+// has no row.
+func upperKey(ctx context.Context, conn *pgx.Conn, m *tableMeta) ([]string, error) {
+	rows, err := readRows(ctx, conn, m.maxKeySQL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cdc: snapshot of %s: read its largest primary key: %w", m.name, err)
+	}
+	if len(rows) == 0 {
+		return []string{}, nil
+	}
+	out := make([]string, len(rows[0]))
+	for i, c := range rows[0] {
+		out[i] = string(c)
+	}
+	return out, nil
 }
 
 // chunk is one chunk handed from the snapshot loop to the stream goroutine. The loop fills
@@ -148,7 +179,7 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 			_, _ = conn.Exec(context.Background(), "ROLLBACK")
 		}
 	}()
-	rows, err := readChunk(ctx, conn, m, p.LastKey, sn.chunkRows)
+	rows, err := readChunk(ctx, conn, m, p.LastKey, p.UpperKey, sn.chunkRows)
 	if err != nil {
 		return fail("read", err)
 	}
@@ -193,16 +224,31 @@ func (sn *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, pl *chunkPlan,
 	}
 }
 
-// readChunk selects up to n rows after key (from the start when nil) in text format.
-func readChunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, after []string, n int) ([][][]byte, error) {
-	sql, params := m.selectSQL+strconv.Itoa(n), [][]byte(nil)
+// readChunk selects up to n rows after key (from the start when nil) and at most upper (no
+// bound when nil, none when empty) in text format.
+func readChunk(ctx context.Context, conn *pgx.Conn, m *tableMeta, after, upper []string, n int) ([][][]byte, error) {
+	if upper != nil && len(upper) == 0 {
+		return nil, nil // the table was empty when its snapshot began
+	}
+	var conds []string
+	var params [][]byte
 	if after != nil {
-		sql = m.afterSQL + strconv.Itoa(n)
+		conds = append(conds, m.keyTuple+" > "+m.keyParams(1))
 		for _, k := range after {
 			params = append(params, []byte(k))
 		}
 	}
-	return readRows(ctx, conn, sql, params)
+	if upper != nil {
+		conds = append(conds, m.keyTuple+" <= "+m.keyParams(len(params)+1))
+		for _, k := range upper {
+			params = append(params, []byte(k))
+		}
+	}
+	sql := m.base
+	if len(conds) > 0 {
+		sql += " WHERE " + strings.Join(conds, " AND ")
+	}
+	return readRows(ctx, conn, sql+m.order+strconv.Itoa(n), params)
 }
 
 // readRows runs sql with text parameters and returns its rows' text cells.

@@ -28,9 +28,14 @@ type snapProgress struct {
 	Table string `json:"table"`
 	// Gen identifies the request (UnixNano when it was made); a newer request restarts the
 	// table from its first row.
-	Gen       int64     `json:"gen"`
-	Done      bool      `json:"done"`
-	LastKey   []string  `json:"last_key,omitempty"` // primary key (text) of the last row of the last finished chunk
+	Gen     int64    `json:"gen"`
+	Done    bool     `json:"done"`
+	LastKey []string `json:"last_key,omitempty"` // primary key (text) of the last row of the last finished chunk
+	// UpperKey is the largest primary key when the table's snapshot began (its first chunk):
+	// chunks read no row above it. A row inserted later reaches Kafka through the stream, and a
+	// busy table whose writers insert faster than chunks read would otherwise never finish.
+	// Empty (not nil) when the table was empty then.
+	UpperKey  []string  `json:"upper_key,omitempty"`
 	Rows      int64     `json:"rows"`
 	Chunks    int64     `json:"chunks"`
 	Requested time.Time `json:"requested_at"`

@@ -160,6 +160,21 @@ type BubbleUp struct {
 	// of it. Between 6s and 5m on a default broker. Default 10s (franz-go's 45s would leave a
 	// killed member's partitions unprocessed that long).
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// ReferenceHistory is the history bound of cross-service references: every version of a
+	// referenced row stays available this long after a newer version superseded it, in the
+	// stage's reference store and in the reference topics (walhook sets their
+	// min.compaction.lag.ms to it and raises it at start when lower). A snapshot built within it
+	// of its source transaction's commit shows each reference exactly as of that transaction;
+	// beyond it the stage shows the newest version it has and counts it (see
+	// ReferenceHistoryExceeded). Size it above the longest time bubble-up may run behind cdc.
+	// Default 24h.
+	ReferenceHistory time.Duration `yaml:"reference_history"`
+	// ReferenceHistoryExceeded says what a snapshot does when a reference's version as of its
+	// transaction is beyond ReferenceHistory (compacted or pruned away): "newest" shows the newest
+	// version the stage has (the contract's minimum), logs it and counts it in
+	// walhook_bubbleup_reference_inexact_total and `walhook status`; "stop" stops the stage with
+	// an error instead. Default "newest".
+	ReferenceHistoryExceeded string `yaml:"reference_history_exceeded"`
 }
 
 // The bubble-up defaults.
@@ -167,6 +182,11 @@ const (
 	DefaultBubbleUpGroup              = "bubbleup"
 	DefaultBubbleUpTransactionTimeout = 60 * time.Second
 	DefaultBubbleUpMaxPollRecords     = 10000
+	DefaultBubbleUpReferenceHistory   = 24 * time.Hour
+	// ReferenceHistoryNewest and ReferenceHistoryStop are the values of
+	// bubbleup.reference_history_exceeded.
+	ReferenceHistoryNewest = "newest"
+	ReferenceHistoryStop   = "stop"
 	// DefaultGroupSessionTimeout is the consumer-group session and rebalance timeout of every
 	// stage's group (bubbleup, deliver, compliance).
 	DefaultGroupSessionTimeout = 10 * time.Second
@@ -185,6 +205,12 @@ func (b *BubbleUp) SetDefaults() {
 	}
 	if b.MaxPollRecords == 0 {
 		b.MaxPollRecords = DefaultBubbleUpMaxPollRecords
+	}
+	if b.ReferenceHistory == 0 {
+		b.ReferenceHistory = DefaultBubbleUpReferenceHistory
+	}
+	if b.ReferenceHistoryExceeded == "" {
+		b.ReferenceHistoryExceeded = ReferenceHistoryNewest
 	}
 }
 

@@ -21,6 +21,7 @@ func (c *Config) Validate() error {
 	v.http(&c.HTTP)
 	v.log(&c.Log)
 	v.cdc(&c.CDC)
+	v.bubbleup(&c.BubbleUp)
 	v.deliver(&c.Deliver)
 	v.api(&c.API)
 	v.compliance(&c.Compliance, &c.Model)

@@ -12,8 +12,17 @@ import (
 // BenchmarkSnapshots measures snapshots/s end to end, from the change topic to committed records
 // on the snapshot topic: with a stage running and warmed up (group joined, first snapshot
 // committed), 20,000 single-root transactions over 2,000 incidents are written through a fakeCDC;
-// the clock runs from the first write until a read_committed reader has every snapshot.
-func BenchmarkSnapshots(b *testing.B) {
+// the clock runs from the first write until a read_committed reader has every snapshot. Every
+// incident references session 2523.
+func BenchmarkSnapshots(b *testing.B) { benchSnapshots(b, 0) }
+
+// BenchmarkSnapshotsSessionChanges is BenchmarkSnapshots with references that change: the
+// incidents point at 200 sessions, and between every two incident transactions a transaction
+// changes one session (20,000 incident snapshots, 10,000 session versions), so snapshots built
+// behind the reference reader look up older versions.
+func BenchmarkSnapshotsSessionChanges(b *testing.B) { benchSnapshots(b, 200) }
+
+func benchSnapshots(b *testing.B, sessions int) {
 	const txns, roots = 20_000, 2_000
 	for range b.N {
 		b.StopTimer()
@@ -25,8 +34,13 @@ func BenchmarkSnapshots(b *testing.B) {
 		runStage(b, cfg, reg)
 		warm := seedIncident()
 		warm["id"] = "-1"
-		cdc.txn(change{table: "session.instance", op: avro.OpCreate, key: "2523", after: seedSession()},
-			change{table: "incident.instance", op: avro.OpCreate, key: "-1", after: warm})
+		setup := []change{{table: "session.instance", op: avro.OpCreate, key: "2523", after: seedSession()}}
+		for s := range sessions {
+			sess := seedSession()
+			sess["id"] = strconv.Itoa(s)
+			setup = append(setup, change{table: "session.instance", op: avro.OpCreate, key: sess["id"], after: sess})
+		}
+		cdc.txn(append(setup, change{table: "incident.instance", op: avro.OpCreate, key: "-1", after: warm})...)
 		snapshots(b, env, reg, topic, 1)
 
 		b.StartTimer()
@@ -34,6 +48,9 @@ func BenchmarkSnapshots(b *testing.B) {
 		for i := range txns {
 			inc := seedIncident()
 			inc["id"] = strconv.Itoa(i % roots)
+			if sessions > 0 {
+				inc["session_instance_id"] = strconv.Itoa(i % sessions)
+			}
 			op := avro.OpUpdate
 			if i < roots {
 				op = avro.OpCreate
@@ -41,6 +58,13 @@ func BenchmarkSnapshots(b *testing.B) {
 			cdc.lsn += 0x100
 			cdc.xid++
 			cdc.txnAtNoFlush(cdc.lsn, cdc.xid, change{table: "incident.instance", op: op, key: inc["id"], after: inc})
+			if sessions > 0 && i%2 == 1 {
+				sess := seedSession()
+				sess["id"], sess["score"] = strconv.Itoa((i*7)%sessions), strconv.Itoa(i%100)
+				cdc.lsn += 0x100
+				cdc.xid++
+				cdc.txnAtNoFlush(cdc.lsn, cdc.xid, change{table: "session.instance", op: avro.OpUpdate, key: sess["id"], after: sess})
+			}
 		}
 		if err := cdc.cl.Flush(b.Context()); err != nil {
 			b.Fatal(err)

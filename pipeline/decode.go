@@ -32,6 +32,12 @@ const (
 	kindChange recordKind = iota + 1
 	kindTxnEnd
 	kindWatermark
+	// kindTruncate: a reference table was truncated (TRUNCATE) at the record's commit LSN. The
+	// record is a Watermark body with header walhook-kind: truncate, key
+	// "walhook.truncate.<commit LSN>" (distinct, so compaction keeps every one), written to every
+	// partition of the reference topic after the records of earlier transactions (doc.go
+	// "Truncation").
+	kindTruncate
 )
 
 // input is one decoded record of a change or reference topic.
@@ -39,8 +45,8 @@ type input struct {
 	kind      recordKind
 	change    *avro.Change
 	txnEnd    avro.TxnEnd
-	snapEnd   bool // a TxnEnd of an initial-snapshot chunk (walhook-op: read): the root is read
-	watermark avro.Watermark
+	snapEnd   bool           // a TxnEnd of an initial-snapshot chunk (walhook-op: read): the root is read
+	watermark avro.Watermark // also the body of a truncation (kindTruncate)
 }
 
 // decoder decodes framed change records and markers. It caches compiled change decoders by writer
@@ -75,6 +81,9 @@ func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
 	case "watermark":
 		m, err := avro.DecodeWatermark(body)
 		return input{kind: kindWatermark, watermark: m}, err
+	case "truncate":
+		m, err := avro.DecodeWatermark(body)
+		return input{kind: kindTruncate, watermark: m}, err
 	case "change", "":
 		cd := d.changes[schemaJSON]
 		if cd == nil {
@@ -89,6 +98,6 @@ func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
 		}
 		return input{kind: kindChange, change: c}, nil
 	default:
-		return input{}, fmt.Errorf("unknown %s header %q: this stage reads change, txn-end and watermark records", headerKind, kind)
+		return input{}, fmt.Errorf("unknown %s header %q: this stage reads change, txn-end, watermark and truncate records", headerKind, kind)
 	}
 }

@@ -8,8 +8,10 @@
 //
 // stage.go (New, Run, topics, state store) → loop.go (the Kafka transaction loop) → partition.go
 // (one worker per input partition) → apply.go (rows into state, verbs) → payload.go (the JSON
-// object) → refs.go (cross-service references) → restore.go (state from the changelog) →
-// state.go (what is stored) → metrics.go.
+// object) → refs.go (the reference reader) → refstore.go (reference versions, as-of lookups) →
+// refprune.go (pruning, the group's horizon) → refhistory.go (the topics' history) → inexact.go
+// (beyond the history) → restore.go (state from the changelog) → state.go (what is stored) →
+// metrics.go.
 //
 // # Snapshot records
 //
@@ -84,12 +86,60 @@
 // and a poll that took a fetch buffered during a long transaction waits up to 5 ms for the fresh
 // fetch, so what arrived meanwhile rides in this transaction rather than the next.
 //
-// # References
+// # References as of the source transaction
 //
-// One goroutine reads every reference topic from its start (no group, read_committed) into a
-// local table and tracks the watermark of each partition. A snapshot of a root with references
-// waits until every partition of each referenced topic has a watermark at or above the snapshot's
-// commit LSN.
+// A snapshot at commit LSN L projects each cross-service reference from the newest version of the
+// referenced row with commit LSN ≤ L, and shows null when the row did not exist then or was
+// deleted (or its table truncated) at or before L. So version n of a root is a pure function of
+// the database as of the n-th transaction that touched it: the same on a replay, a restore, a
+// rebalance or a restart, and however far bubble-up runs behind (the contract asks only for "no
+// earlier than the change"). This holds for created, updated and deleted versions and for
+// re-emissions.
+//
+//   - One goroutine (refs.go refReader) reads every reference topic from its start (no group,
+//     read_committed) into the reference store (refstore.go) and tracks the watermark of each
+//     partition. A snapshot of a root with references waits until every partition of each
+//     referenced topic has a watermark at or above L, then looks each reference up as of L.
+//   - The store is in the stage's Pebble store, rebuilt from the topics on every start: every
+//     version of every row, keyed ('V', table, row key, NUL, BE64 LSN), holding only the columns
+//     some reference projects; a change of a row twice in one transaction keeps its last image.
+//     A cache of the newest version of 16,384 recently looked-up rows (kept current by the
+//     reader) answers the common lookup (nothing changed after L) without Pebble, and a Bloom
+//     filter of the rows seen (8 MiB) spares the reader a seek for a row's previous version when
+//     it has none: memory does not grow with the table.
+//   - Pruning (refprune.go): a version goes once a newer version of its row superseded it and
+//     either the superseding version is at or below the group's horizon (the LSN below which no
+//     partition of the group will build a snapshot or re-emit, computed every 30 s from the
+//     group's committed offsets and the LSN headers of the change records there) and a minute
+//     old, or it is older than bubbleup.reference_history. The oldest version kept of a pruned row
+//     is flagged, so a lookup below it is reported, never answered silently.
+//   - History bound: versions stay available for bubbleup.reference_history (default 24h) after
+//     they were superseded, in the store and in the reference topics, whose min.compaction.lag.ms
+//     walhook sets to it (cdc creates them so; bubble-up raises a lower value at start, or stops
+//     naming the command). A member that starts, restarts or takes over partitions behind the
+//     newest reference versions rebuilds the ones its snapshots need from the topic as long as
+//     it is less than reference_history behind (measured from when the cdc stage wrote the
+//     superseding version). kfake (walhook dev, tests) compacts regardless of
+//     min.compaction.lag.ms.
+//   - Beyond the bound, never silently: the reader detects what compaction removed before it read
+//     it (offsets skipped, refs.go refPartRead) and flags the versions after it; a lookup whose
+//     answer may be among the removed versions shows the newest version the store has (the
+//     contract's minimum), counts it in walhook_bubbleup_reference_inexact_total{root, reference,
+//     reason}, logs root, key, reference, LSN and the setting to raise, and writes a record to
+//     "<prefix><group>.inexact-references" in the snapshot's Kafka transaction, which `walhook
+//     status` counts. bubbleup.reference_history_exceeded: stop stops the stage with that error
+//     instead. A row first read by the initial snapshot after L has no known state before the
+//     read: reported too (reason before_snapshot_read), never a reason to stop.
+//
+// # Truncation
+//
+// A TRUNCATE of a referenced table is a record on every partition of its reference topic,
+// after the records of earlier transactions: header walhook-kind: truncate (walhook-table,
+// walhook-lsn as on every record), key "walhook.truncate.<commit LSN>" (distinct, so compaction
+// keeps every one), value a walhook.Watermark body with the truncating transaction's commit LSN.
+// A lookup at L at or after it ignores every version below it (rows the truncating transaction
+// inserted after its TRUNCATE carry its LSN and stay); one before it still sees them. (The cdc
+// stage does not write it yet.)
 //
 // # Re-emission on reference change
 //
@@ -98,7 +148,9 @@
 // n+1, commit LSN and time of that transaction, with the new projection (reemit.go).
 //
 //   - Every member's reference reader logs the changes (not reads) of the tables some reference
-//     re-emits on: per row its newest commit LSN, like the compacted topic it rebuilds from.
+//     re-emits on in the reference store ('L', table, BE64 LSN, row key): one entry per row and
+//     source transaction, pruned once below the group's horizon. A row changed twice re-emits its
+//     roots twice, each with the row as of its own change.
 //   - Each partition keeps in Pebble an index ('R', root index, partition, reference, referenced
 //     key, NUL, root key), written at commit from the difference between a root's reference keys
 //     when the transaction loaded it and after; a gone, soft-deleted or partial root points
@@ -116,15 +168,16 @@
 //   - A root is re-emitted for a change at L unless its applied LSN is at or above L (its own
 //     TxnEnd of the same transaction emitted the one version, with the new reference), it has an
 //     open source transaction (its TxnEnd will show the new reference), or it no longer points at
-//     the row. Re-emitting sets its applied LSN to L.
+//     the row. Re-emitting sets its applied LSN to L; the snapshot projects every reference as of
+//     L.
 //   - The loop's poll also wakes when a low watermark passes a logged change, so an idle stage
 //     re-emits; partitions that own roots but got no records take part in that transaction (the
 //     loop tracks assignments for this).
 //
-// Limits: a row changed twice before a partition handled the first change re-emits its roots once
-// (the newest change; the payload shows the row as it is now either way). Turning reemit on for a
+// Limits: a change compacted away before a member read it (beyond bubbleup.reference_history) is
+// not re-emitted; the next change of the row is, and reported as inexact. Turning reemit on for a
 // stage that ran without it re-emits, once, the roots whose last version predates their row's
-// newest change. The idle rule trusts that the cdc stage's change-topic records of a transaction
+// newest change still in the reference topic. The idle rule trusts that the cdc stage's change-topic records of a transaction
 // are readable once its reference watermark is: it produces them first, but to other partitions;
 // a producer retry that delays only them would give that root's transaction a second version.
 //
@@ -132,6 +185,7 @@
 //
 // Run owns: the transaction loop (Run's own goroutine), one worker per assigned input partition
 // (started by the loop on the partition's first records, stopped on revoke or at exit), the
-// reference reader, and the short-lived goroutines that wait for the workers of one batch. Run
+// reference reader (which also prunes the reference store between polls), the horizon tracker
+// (refprune.go), and the short-lived goroutines that wait for the workers of one batch. Run
 // returns after all of them stopped.
 package pipeline

@@ -25,13 +25,26 @@ type e2e struct {
 	cfg *config.Config
 	reg avro.Registry
 	db  *pgx.Conn
+	// stopStage stops the bubble-up member startE2E (or startStage) started; nil while none runs.
+	stopStage func() error
 }
 
+// e2eOptions tune startE2E.
+type e2eOptions struct {
+	kafka   []kafkatest.Option
+	noStage bool // start only cdc: the test starts bubble-up itself (startStage)
+}
+
+// startE2E starts PostgreSQL with schemaSQL, Kafka, the cdc stage and one bubble-up member.
 func startE2E(t *testing.T, modelYAML, schemaSQL string) *e2e {
+	return startE2EWith(t, modelYAML, schemaSQL, e2eOptions{})
+}
+
+func startE2EWith(t *testing.T, modelYAML, schemaSQL string, o e2eOptions) *e2e {
 	t.Helper()
 	pg := pgtest.Start(t)
 	url := pgtest.NewDatabase(t, pg)
-	env := kafkatest.Start(t)
+	env := kafkatest.Start(t, o.kafka...)
 	db, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -63,9 +76,17 @@ func startE2E(t *testing.T, modelYAML, schemaSQL string) *e2e {
 			t.Errorf("cdc Run: %v", err)
 		}
 	})
-	runStage(t, e.cfg, e.reg)
+	if !o.noStage {
+		e.startStage()
+	}
 	e.waitStreaming()
 	return e
+}
+
+// startStage starts a bubble-up member in the stage's group; stopStage stops it.
+func (e *e2e) startStage() {
+	e.t.Helper()
+	e.stopStage = runStage(e.t, e.cfg, e.reg)
 }
 
 // waitStreaming waits until the cdc stage streams from its slot: rows written before the slot

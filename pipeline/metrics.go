@@ -17,9 +17,12 @@ type metrics struct {
 	orphans        prometheus.Counter
 	// sessionRestarts counts group sessions replaced after a failed Kafka transaction.
 	sessionRestarts prometheus.Counter
+	refInexact      *prometheus.CounterVec // by root (event prefix), reference field, reason
+	refVersions     prometheus.GaugeFunc
+	refPruned       prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, diskUsage, refVersions func() float64) (*metrics, error) {
 	m := &metrics{
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "snapshots_total",
@@ -63,11 +66,25 @@ func newMetrics(reg prometheus.Registerer, diskUsage func() float64) (*metrics, 
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "session_restarts_total",
 			Help: "Group sessions replaced in process after a Kafka transaction failed (broker failover, fencing, timeout).",
 		}),
+		refInexact: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "reference_inexact_total",
+			Help: "References a snapshot showed with a version other than the one as of its source transaction, which was not available " +
+				"(reason history_removed: beyond bubbleup.reference_history; before_snapshot_read: the row was first read by the initial snapshot after the transaction).",
+		}, []string{"root", "reference", "reason"}),
+		refVersions: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "reference_versions",
+			Help: "Versions of referenced rows in the local reference store (on disk).",
+		}, refVersions),
+		refPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "reference_versions_pruned_total",
+			Help: "Superseded versions of referenced rows dropped from the reference store: no pending snapshot needs them, or beyond bubbleup.reference_history.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans, m.sessionRestarts} {
+	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans,
+		m.sessionRestarts, m.refInexact, m.refVersions, m.refPruned} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -19,6 +19,7 @@ type rootModel struct {
 	root          *tableModel
 	tables        map[string]*tableModel // the root table and every subordinate, by table name
 	refs          []*config.Reference
+	refCols       [][]int // per reference, its columns' indexes in the stored versions (newRefLayout)
 }
 
 // tableModel is the root table or one subordinate table of a root.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -34,6 +35,7 @@ type partWorker struct {
 	roots    int64                 // roots in the partition's state
 	writeErr error                 // a failed Pebble write after a Kafka commit: the state is stale
 	re       *reemitWorker         // nil when no reference of the root re-emits (reemit.go)
+	extra    []*kgo.Record         // records of the open batch besides snapshots and state (inexact.go)
 	// cache holds the committed state of recently changed roots, decoded, so that a hot root is
 	// not read and decoded from Pebble again; at most stateCacheRoots entries. An entry is never
 	// changed: a transaction works on a clone in the overlay, and a commit replaces the entry.
@@ -94,6 +96,7 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		// would build versions from stale state. Fail; a restart restores from the changelog.
 		return batchResult{err: w.writeErr}
 	}
+	w.extra = nil // a failed batch's, aborted with it
 	if w.overlay == nil {
 		w.overlay, w.encoded = map[string]*rootState{}, map[string][]byte{}
 	}
@@ -117,6 +120,8 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 	if err != nil {
 		return batchResult{err: fmt.Errorf("root %s partition %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, err)}
 	}
+	out = append(out, w.extra...)
+	w.extra = nil
 	for key, st := range w.overlay {
 		b, err := encodeState(st)
 		if err != nil {
@@ -151,7 +156,9 @@ func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, e
 		}
 		return snap, err
 	}
-	return nil, nil // watermarks on a change topic carry nothing for bubble-up
+	// Watermarks on a change topic carry nothing for bubble-up; neither does a truncation (a
+	// TRUNCATE of a root or subordinate table is not turned into row changes here).
+	return nil, nil
 }
 
 func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, snapEnd bool) (*kgo.Record, error) {
@@ -180,9 +187,32 @@ func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, sn
 }
 
 // emit builds the snapshot record of st, whose version is already set, for the source
-// transaction committed at lsn.
+// transaction committed at lsn. Every reference is projected as of lsn (refstore.go asOf); one
+// the store cannot project exactly is reported (inexact.go).
 func (w *partWorker) emit(ctx context.Context, key string, st *rootState, verb avro.Verb, lsn uint64, at time.Time) (*kgo.Record, error) {
-	bare := payloadBuilder{rm: w.rm, refs: w.s.refs.get}.build(key, st)
+	var lookupErr error
+	var inexact []inexactRef
+	refs := func(j int, refKey string) []json.RawMessage {
+		ref := w.rm.refs[j]
+		r, err := w.s.refs.asOf(ref.Table, refKey, lsn)
+		if err != nil {
+			lookupErr = err
+			return nil
+		}
+		if !r.exact {
+			inexact = append(inexact, inexactRef{ref: ref, key: refKey, res: r})
+		}
+		return r.v.project(w.rm.refCols[j])
+	}
+	bare := payloadBuilder{rm: w.rm, refs: refs}.build(key, st)
+	if lookupErr != nil {
+		return nil, fmt.Errorf("snapshot v%d at LSN %s: %w", st.Version, lsnText(lsn), lookupErr)
+	}
+	for _, x := range inexact {
+		if err := w.reportInexact(key, st.Version, lsn, x); err != nil {
+			return nil, err
+		}
+	}
 	payload := bare
 	if w.rm.cfg.SnapshotForm == "old_new" {
 		payload = oldNew(st.Last, bare)

@@ -89,11 +89,27 @@ func floatJSON(f float64, bits int) json.RawMessage {
 // quote is a JSON string without Go's HTML escaping: a receiver compares the text it gets with
 // what its database holds, and "<b>" should read as "<b>", not "\u003cb\u003e".
 func quote(s string) json.RawMessage {
+	if plainASCII(s) { // nothing to escape: the common case, without an encoder
+		b := make([]byte, 0, len(s)+2)
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// plainASCII reports whether s is printable ASCII without '"' or '\\': JSON text as it is.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func compact(j []byte) json.RawMessage {
@@ -118,8 +134,10 @@ func keyText(raw json.RawMessage) string {
 
 // payloadBuilder renders the complete object of one root from its state.
 type payloadBuilder struct {
-	rm   *rootModel
-	refs func(table, key string) *row // the reference row, nil when missing
+	rm *rootModel
+	// refs projects reference j of the root (rm.refs[j]) for the referenced key: the values of
+	// its columns in order, nil when the row is missing.
+	refs func(j int, key string) []json.RawMessage
 }
 
 // build writes the bare object: root columns, then references, then subordinate arrays.
@@ -128,25 +146,21 @@ func (p payloadBuilder) build(key string, s *rootState) []byte {
 	b.Grow(512)
 	b.WriteByte('{')
 	n := p.writeColumns(&b, p.rm.root, s.Root, 0)
-	for _, ref := range p.rm.refs {
+	for j, ref := range p.rm.refs {
 		n = field(&b, n, ref.Field)
-		var target *row
+		var vals []json.RawMessage
 		if v, ok := s.Root.get(ref.Column); ok && string(v) != "null" {
-			target = p.refs(ref.Table, keyText(v))
+			vals = p.refs(j, keyText(v))
 		}
-		if target == nil {
+		if vals == nil {
 			b.WriteString("null")
 			continue
 		}
 		b.WriteByte('{')
 		m := 0
-		for _, c := range ref.Columns {
+		for i, c := range ref.Columns {
 			m = field(&b, m, c)
-			if v, ok := target.get(c); ok {
-				b.Write(v)
-			} else {
-				b.WriteString("null")
-			}
+			b.Write(vals[i])
 		}
 		b.WriteByte('}')
 	}

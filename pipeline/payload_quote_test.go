@@ -1,16 +1,24 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
 
 func TestQuoteKeepsHTMLAndEscapesJSON(t *testing.T) {
-	for _, s := range []string{`<b>&amp;</b>`, "line\nbreak \"quoted\" back\\slash", "emoji 🎉 and ü", ""} {
+	for _, s := range []string{`<b>&amp;</b>`, "line\nbreak \"quoted\" back\\slash", "emoji 🎉 and ü", "", "plain text 123", "tab\there", "del\x7f", "\u2028"} {
 		got := quote(s)
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil || back != s {
 			t.Fatalf("quote(%q) = %s does not round-trip: %q, %v", s, got, back, err)
+		}
+		var want bytes.Buffer // the encoder's text, byte for byte (the fast path must not differ)
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s)
+		if w := bytes.TrimSuffix(want.Bytes(), []byte("\n")); !bytes.Equal(got, w) {
+			t.Fatalf("quote(%q) = %s, the JSON encoder writes %s", s, got, w)
 		}
 	}
 	if got := string(quote(`<b>&</b>`)); got != `"<b>&</b>"` {

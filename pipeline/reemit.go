@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,58 +38,47 @@ type refChange struct {
 	time  time.Time
 }
 
-// refChanges logs the changes of the reference tables some reference re-emits on, for the
-// partition workers to find the ones in (their handled LSN, the tables' low watermark]. Like the
-// compacted topic it is read from, it keeps per row only its newest change: a row changed twice
-// before a partition handled the first change re-emits its roots once.
+// refChanges finds the changes of the reference tables some reference re-emits on, for the
+// partition workers to handle the ones in (their handled LSN, the tables' low watermark]. The
+// changes themselves are the reference store's change log ('L' keys, refstore.go), one entry per
+// row and source transaction: a row changed twice re-emits its roots twice, each version with the
+// row as of its own change. In memory are only the LSNs not yet below the low watermark, so the
+// loop's poll can wake when they become due.
 //
-// Lock order: refTables.mu, then mu (mark calls covered under refTables.mu); mu is a leaf.
+// Lock order: refTables.mu, then mu (apply calls logWaiting and covered under refTables.mu); mu
+// is a leaf.
 type refChanges struct {
-	wake chan struct{} // capacity 1: changes became due; the loop's poll wakes on it
+	wake   chan struct{} // capacity 1: changes became due; the loop's poll wakes on it
+	db     *pebble.DB
+	layout refLayout
 
-	mu   sync.Mutex
-	logs map[string]*refLog // table → log; the map is fixed at creation, the logs guarded by mu
-}
-
-type refLog struct {
-	latest  map[string]uint64 // row key → LSN of its newest change
-	entries []refChange       // stale ones (older than latest) are skipped and compacted away
-	sorted  bool              // entries sorted by LSN
-	waiting []uint64          // LSNs not yet below the table's low watermark
+	mu      sync.Mutex
+	waiting map[string][]uint64 // table → LSNs not yet below its low watermark; guarded by mu
 }
 
 // newRefChanges returns nil when tables is empty: nothing re-emits.
-func newRefChanges(tables []string) *refChanges {
+func newRefChanges(db *pebble.DB, layout refLayout, tables []string) *refChanges {
 	if len(tables) == 0 {
 		return nil
 	}
-	r := &refChanges{wake: make(chan struct{}, 1), logs: map[string]*refLog{}}
+	r := &refChanges{wake: make(chan struct{}, 1), db: db, layout: layout, waiting: map[string][]uint64{}}
 	for _, t := range tables {
-		r.logs[t] = &refLog{latest: map[string]uint64{}, sorted: true}
+		r.waiting[t] = nil
 	}
 	return r
 }
 
-// log records a change of table's row key. Reads (initial snapshot) change nothing and are not
-// logged.
-func (r *refChanges) log(table, key string, c *avro.Change) {
-	if r == nil || c.Op == avro.OpRead {
+// logWaiting notes LSNs the reader wrote to the change log, by table.
+func (r *refChanges) logWaiting(logged map[string][]uint64) {
+	if r == nil || len(logged) == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := r.logs[table]
-	if l == nil || l.latest[key] >= c.CommitLSN {
-		return
-	}
-	l.latest[key] = c.CommitLSN
-	if n := len(l.entries); n > 0 && l.entries[n-1].lsn > c.CommitLSN {
-		l.sorted = false
-	}
-	l.entries = append(l.entries, refChange{table: table, key: key, lsn: c.CommitLSN, time: c.CommitTime})
-	l.waiting = append(l.waiting, c.CommitLSN)
-	if len(l.entries) > 2*len(l.latest)+1024 {
-		l.compactLocked()
+	for t, lsns := range logged {
+		if _, ok := r.waiting[t]; ok {
+			r.waiting[t] = append(r.waiting[t], lsns...)
+		}
 	}
 }
 
@@ -100,20 +89,20 @@ func (r *refChanges) covered(table string, low uint64) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := r.logs[table]
-	if l == nil {
+	waiting, ok := r.waiting[table]
+	if !ok {
 		return
 	}
-	kept := l.waiting[:0]
+	kept := waiting[:0]
 	due := false
-	for _, lsn := range l.waiting {
+	for _, lsn := range waiting {
 		if lsn <= low {
 			due = true
 		} else {
 			kept = append(kept, lsn)
 		}
 	}
-	l.waiting = kept
+	r.waiting[table] = kept
 	if due {
 		select {
 		case r.wake <- struct{}{}:
@@ -122,64 +111,59 @@ func (r *refChanges) covered(table string, low uint64) {
 	}
 }
 
-// between returns the newest changes of tables with an LSN in (after, upTo], in LSN order.
-func (r *refChanges) between(tables []string, after, upTo uint64) []refChange {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// between returns the changes of tables with an LSN in (after, upTo], in LSN order.
+func (r *refChanges) between(tables []string, after, upTo uint64) ([]refChange, error) {
 	var out []refChange
-	for _, t := range tables {
-		l := r.logs[t]
-		if l == nil {
+	for _, name := range tables {
+		tbl := r.layout[name]
+		if tbl == nil || upTo <= after {
 			continue
 		}
-		l.sortLocked()
-		i := sort.Search(len(l.entries), func(i int) bool { return l.entries[i].lsn > after })
-		for ; i < len(l.entries) && l.entries[i].lsn <= upTo; i++ {
-			if e := l.entries[i]; l.latest[e.key] == e.lsn {
-				out = append(out, e)
+		lo, hi := changeLSNKey(tbl.index, after+1), changeLSNKey(tbl.index, upTo+1)
+		if upTo == math.MaxUint64 {
+			hi = prefixEnd(lo[:3])
+		}
+		it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return nil, fmt.Errorf("read the change log of %s: %w", name, err)
+		}
+		for valid := it.First(); valid; valid = it.Next() {
+			k, v := it.Key(), it.Value()
+			if len(k) < 11 || len(v) != 16 {
+				continue
 			}
+			out = append(out, refChange{table: name, key: string(k[11:]), lsn: binary.BigEndian.Uint64(k[3:11]),
+				time: time.UnixMicro(int64(binary.BigEndian.Uint64(v[:8]))).UTC()})
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("read the change log of %s: %w", name, err)
 		}
 	}
 	slices.SortFunc(out, func(a, b refChange) int {
 		return cmp.Or(cmp.Compare(a.lsn, b.lsn), strings.Compare(a.table, b.table), strings.Compare(a.key, b.key))
 	})
-	return out
+	return out, nil
 }
 
 // any reports whether tables have a change with an LSN in (after, upTo].
 func (r *refChanges) any(tables []string, after, upTo uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, t := range tables {
-		l := r.logs[t]
-		if l == nil {
+	for _, name := range tables {
+		tbl := r.layout[name]
+		if tbl == nil || upTo <= after {
 			continue
 		}
-		l.sortLocked()
-		i := sort.Search(len(l.entries), func(i int) bool { return l.entries[i].lsn > after })
-		if i < len(l.entries) && l.entries[i].lsn <= upTo {
+		lo := changeLSNKey(tbl.index, after+1)
+		it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:3])})
+		if err != nil {
+			return true // let the worker look and report the error
+		}
+		found := it.First() && binary.BigEndian.Uint64(it.Key()[3:11]) <= upTo
+		_ = it.Close()
+		if found {
 			return true
 		}
 	}
 	return false
-}
-
-func (l *refLog) sortLocked() {
-	if !l.sorted {
-		slices.SortStableFunc(l.entries, func(a, b refChange) int { return cmp.Compare(a.lsn, b.lsn) })
-		l.sorted = true
-	}
-}
-
-func (l *refLog) compactLocked() {
-	kept := l.entries[:0]
-	for _, e := range l.entries {
-		if l.latest[e.key] == e.lsn {
-			kept = append(kept, e)
-		}
-	}
-	clear(l.entries[len(kept):])
-	l.entries = kept
 }
 
 // low is the lowest watermark of table's partitions: every change up to it has been read.
@@ -443,8 +427,11 @@ func (w *partWorker) reemitUpTo(ctx context.Context, upTo uint64, out []*kgo.Rec
 	if upTo <= t.handled {
 		return out, nil
 	}
-	for _, c := range w.s.refs.re.between(w.re.tables, t.handled, upTo) {
-		var err error
+	changes, err := w.s.refs.re.between(w.re.tables, t.handled, upTo)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range changes {
 		if out, err = w.reemitFor(ctx, c, out, snaps); err != nil {
 			return nil, fmt.Errorf("reference %s key %q changed at LSN %s: %w", c.table, c.key, lsnText(c.lsn), err)
 		}

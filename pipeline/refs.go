@@ -4,54 +4,66 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 )
 
-// refTables is the local copy of every cross-service reference table, read in full from the
-// reference topics by one goroutine (refReader.run) and read by the partition workers.
+// refTables is the local copy of every cross-service reference table: every version of every row
+// read from the reference topics by one goroutine (refReader.run), on disk (refstore.go), with the
+// watermark of each partition; the partition workers read it.
 //
-// Lock order: mu, then re.mu (mark calls re.covered); nothing else is called while holding mu.
+// Lock order: mu, then re.mu (apply calls re.logWaiting and re.covered); nothing else is called
+// while holding mu.
 type refTables struct {
-	mu      sync.Mutex
-	rows    map[string]map[string]*row // table → key text → row; guarded by mu
-	marks   map[string][]uint64        // table → per-partition watermark LSN; guarded by mu
-	changed chan struct{}              // closed and replaced when a watermark advances; guarded by mu
-	re      *refChanges                // changes of tables that re-emit (reemit.go); nil for none; set before the reader starts
+	db     *pebble.DB
+	layout refLayout
+
+	mu       sync.Mutex
+	marks    map[string][]uint64    // table → per-partition watermark LSN; guarded by mu
+	changed  chan struct{}          // closed and replaced when a watermark advances; guarded by mu
+	cache    map[refKey]*refVersion // newest version of rows lookups read recently, kept current by the reader; guarded by mu
+	truncs   map[uint16][]uint64    // table → sorted LSNs it was truncated at; guarded by mu
+	seq      uint64                 // bumped by every applied batch; guarded by mu
+	versions int64                  // versions on disk; guarded by mu
+	re       *refChanges            // changes of tables that re-emit (reemit.go); nil for none; set before the reader starts
+	pruning  refPruning             // what refprune.go keeps; owned by the reader goroutine
+	horizon  func() (uint64, bool)  // refprune.go: LSN no pending snapshot needs a superseded version below
+	metrics  *metrics               // nil in unit tests
+	now      func() time.Time       // the clock of pruning by age
+	history  time.Duration          // bubbleup.reference_history
+	seed     maphash.Seed           // of writeSlot and rows
+	writes   []uint64               // per write slot, the seq of the batch that last wrote a row there; guarded by mu
+	rows     *rowFilter             // rows that have versions; owned by the reader goroutine
 }
 
-func newRefTables(partitions map[string]int) *refTables {
-	t := &refTables{rows: map[string]map[string]*row{}, marks: map[string][]uint64{}, changed: make(chan struct{})}
+// newRefTables drops what db holds of a previous run's reference store (it is rebuilt from the
+// reference topics) and returns an empty one.
+func newRefTables(db *pebble.DB, layout refLayout, partitions map[string]int, history time.Duration) (*refTables, error) {
+	for _, p := range []byte{'L', 'P', 'T', 'V'} {
+		if err := db.DeleteRange([]byte{p}, []byte{p + 1}, pebble.NoSync); err != nil {
+			return nil, fmt.Errorf("pipeline: drop the reference store of the previous run: %w", err)
+		}
+	}
+	t := &refTables{
+		db: db, layout: layout, marks: map[string][]uint64{}, changed: make(chan struct{}),
+		cache: map[refKey]*refVersion{}, truncs: map[uint16][]uint64{}, now: time.Now, history: history,
+		horizon: func() (uint64, bool) { return 0, false }, seed: maphash.MakeSeed(), writes: make([]uint64, refWriteSlots),
+	}
+	t.rows = newRowFilter(t.seed)
 	for table, n := range partitions {
-		t.rows[table] = map[string]*row{}
 		t.marks[table] = make([]uint64, n)
 	}
-	return t
+	return t, nil
 }
 
-// get returns the row of table with key, nil when missing.
-func (t *refTables) get(table, key string) *row {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.rows[table][key]
-}
-
-func (t *refTables) put(table, key string, r *row) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if r == nil {
-		delete(t.rows[table], key)
-		return
-	}
-	t.rows[table][key] = r
-}
-
-func (t *refTables) mark(table string, partition int32, lsn uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// markLocked records partition's watermark of table. Callers hold t.mu.
+func (t *refTables) markLocked(table string, partition int32, lsn uint64) {
 	m := t.marks[table]
 	if int(partition) >= len(m) {
 		grown := make([]uint64, partition+1)
@@ -101,13 +113,31 @@ func (t *refTables) wait(ctx context.Context, tables []string, lsn uint64) error
 // refReader consumes the reference topics from their start, without a group, into refTables.
 type refReader struct {
 	cl     *kgo.Client
-	tables map[string]string // topic → table
+	tables map[string]*refTable // topic → table
 	refs   *refTables
 	dec    *decoder
 	log    *zap.Logger
+	parts  map[topicPartition]*refPartRead
 }
 
-// run consumes until ctx ends. It owns cl's polling.
+// refPartRead is what the reader tracks of one reference topic partition to tell when compaction
+// removed records before it read them. Kafka offsets of a partition the cdc stage writes (not
+// transactionally) are consecutive until compaction drops superseded records, so a skipped
+// offset means a record the reader never saw. Such a record was superseded by a later record of
+// the same key that the broker's cleaner also had in its cleanable range, and that range holds
+// at most one watermark (they share a key): every such superseding record comes before the second
+// watermark after the skip. Versions read until then are flagged verGapHistory (their row may
+// have lost older versions), and the first watermark after the skip does not advance the
+// partition's watermark, so no snapshot looks such a row up before its flagged version is read.
+type refPartRead struct {
+	next  int64 // the offset expected next
+	armed int   // watermarks still to read after the last skip
+}
+
+// refBatchRecords bounds the changes of one Pebble batch of the reader.
+const refBatchRecords = 8192
+
+// run consumes until ctx ends. It owns cl's polling, and prunes the store between polls.
 func (r *refReader) run(ctx context.Context) error {
 	for {
 		fs := r.cl.PollFetches(ctx)
@@ -121,23 +151,53 @@ func (r *refReader) run(ctx context.Context) error {
 		if len(errs) > 0 {
 			r.log.Warn("fetching reference topics", zap.Error(errors.Join(errs...)))
 		}
-		var err error
+		rb, err := r.refs.newBatch()
+		if err != nil {
+			return err
+		}
 		fs.EachRecord(func(rec *kgo.Record) {
 			if err == nil {
-				err = r.apply(ctx, rec)
+				err = r.apply(ctx, rb, rec)
+			}
+			if err == nil && rb.records >= refBatchRecords { // bound the batch's memory
+				if err = rb.apply(); err == nil {
+					rb, err = r.refs.newBatch()
+				}
 			}
 		})
 		if err != nil {
+			rb.close()
+			return err
+		}
+		if err := rb.apply(); err != nil {
+			return err
+		}
+		if err := r.refs.pruneIfDue(); err != nil {
 			return err
 		}
 	}
 }
 
-func (r *refReader) apply(ctx context.Context, rec *kgo.Record) error {
-	table := r.tables[rec.Topic]
+func (r *refReader) part(tp topicPartition) *refPartRead {
+	p := r.parts[tp]
+	if p == nil {
+		p = &refPartRead{}
+		r.parts[tp] = p
+	}
+	return p
+}
+
+func (r *refReader) apply(ctx context.Context, rb *refBatch, rec *kgo.Record) error {
+	tbl := r.tables[rec.Topic]
+	pr := r.part(topicPartition{rec.Topic, rec.Partition})
+	if rec.Offset != pr.next {
+		r.log.Debug("reference topic offsets skipped (compaction): versions read until the second watermark are flagged",
+			zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("expected", pr.next), zap.Int64("offset", rec.Offset))
+		pr.armed = 2
+	}
+	pr.next = rec.Offset + 1
 	if rec.Value == nil { // a tombstone of the compacted topic
-		r.refs.put(table, string(rec.Key), nil)
-		return nil
+		return rb.forget(tbl, string(rec.Key))
 	}
 	in, err := r.dec.decode(ctx, rec)
 	if err != nil {
@@ -145,15 +205,16 @@ func (r *refReader) apply(ctx context.Context, rec *kgo.Record) error {
 	}
 	switch in.kind {
 	case kindWatermark:
-		r.refs.mark(table, rec.Partition, in.watermark.CommitLSN)
-	case kindChange:
-		c := in.change
-		r.refs.re.log(table, string(rec.Key), c)
-		if c.Op == opDelete || c.After == nil {
-			r.refs.put(table, string(rec.Key), nil)
-			return nil
+		if pr.armed > 0 {
+			if pr.armed--; pr.armed > 0 {
+				return nil // maybe the one watermark a cleaned range keeps: records after it may supersede skipped ones
+			}
 		}
-		r.refs.put(table, string(rec.Key), rowFrom(c.After, c.Unchanged, r.refs.get(table, string(rec.Key))))
+		rb.mark(tbl.name, rec.Partition, in.watermark.CommitLSN)
+	case kindTruncate:
+		return rb.truncate(tbl, in.watermark.CommitLSN)
+	case kindChange:
+		return rb.change(tbl, string(rec.Key), in.change, rec.Timestamp, pr.armed > 0)
 	}
 	return nil
 }

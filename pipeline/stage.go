@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -41,13 +43,19 @@ type Stage struct {
 	metrics         *metrics
 	reemit          *stageReemit // nil when no reference re-emits (reemit.go)
 	tracer          trace.Tracer // nil: tracing disabled (trace.go)
+	layout          refLayout    // the referenced tables and what their versions store (refstore.go)
+	// inexactTopic records snapshots whose references could not be shown as of their
+	// transaction (inexact.go); inexactLog rate-limits their log line.
+	inexactTopic string
+	inexactLog   logLimiter
 
 	// Set by Run before any worker starts; read-only afterwards.
 	db    *pebble.DB
 	admin *kgo.Client
 	refs  *refTables
 
-	dbForMetrics atomic.Pointer[pebble.DB] // read by the state_bytes gauge from scrapes
+	dbForMetrics   atomic.Pointer[pebble.DB] // read by the state_bytes gauge from scrapes
+	refsForMetrics atomic.Pointer[refTables] // read by the reference_versions gauge from scrapes
 
 	// revoked collects partitions the group took away, from kgo's rebalance callbacks, for the loop
 	// to stop their workers.
@@ -97,6 +105,8 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 		s.byTopic[rm.changeTopic] = rm
 	}
 	s.reemit = newStageReemit(s.roots)
+	s.layout = newRefLayout(s.roots)
+	s.inexactTopic = cfg.InexactReferenceTopic()
 	if s.snapSchema, err = avro.ParseSchema(avro.SnapshotSchema()); err != nil {
 		return nil, fmt.Errorf("pipeline: snapshot schema: %w", err)
 	}
@@ -113,6 +123,11 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	s.metrics, err = newMetrics(s.promReg, func() float64 {
 		if db := s.dbForMetrics.Load(); db != nil {
 			return float64(db.Metrics().DiskSpaceUsage())
+		}
+		return 0
+	}, func() float64 {
+		if refs := s.refsForMetrics.Load(); refs != nil {
+			return float64(refs.versionCount())
 		}
 		return 0
 	})
@@ -153,15 +168,26 @@ func (s *Stage) Run(ctx context.Context) (err error) {
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	var refErr error
-	s.refs = newRefTables(refParts)
-	s.refs.re = newRefChanges(s.reemitTables())
+	if s.refs, err = newRefTables(s.db, s.layout, refParts, s.cfg.BubbleUp.ReferenceHistory); err != nil {
+		return err
+	}
+	s.refs.metrics = s.metrics
+	s.refs.re = newRefChanges(s.db, s.layout, s.reemitTables())
+	s.refsForMetrics.Store(s.refs)
+	defer s.refsForMetrics.Store(nil)
 	if len(refParts) > 0 {
 		rr, err := s.newRefReader(refParts)
 		if err != nil {
 			return err
 		}
 		defer rr.cl.Close()
-		wg.Add(1)
+		h := &horizonTracker{s: s, refs: s.refs}
+		s.refs.horizon = h.get
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			h.run(runCtx)
+		}()
 		go func() {
 			defer wg.Done()
 			if refErr = rr.run(runCtx); refErr != nil {
@@ -208,7 +234,8 @@ func (s *Stage) openState() (func() error, error) {
 func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 	k := s.cfg.Kafka
 	adm := kadm.NewClient(s.admin)
-	var specs []kafkaconn.TopicSpec
+	specs := []kafkaconn.TopicSpec{{Name: s.inexactTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor,
+		Configs: map[string]string{"cleanup.policy": "delete"}}}
 	compact := map[string]string{"cleanup.policy": "compact"}
 	refTopics := map[string]string{} // topic → table
 	for _, rm := range s.roots {
@@ -219,11 +246,14 @@ func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 			t := k.ReferenceTopic(ref.Table)
 			if _, dup := refTopics[t]; !dup {
 				refTopics[t] = ref.Table
-				specs = append(specs, kafkaconn.TopicSpec{Name: t, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Configs: compact})
+				specs = append(specs, kafkaconn.TopicSpec{Name: t, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Configs: s.cfg.ReferenceTopicConfigs()})
 			}
 		}
 	}
 	if err := createTopics(ctx, adm, specs); err != nil {
+		return nil, err
+	}
+	if err := s.ensureReferenceHistory(ctx, adm, slices.Sorted(maps.Keys(refTopics))); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(specs))
@@ -307,12 +337,19 @@ func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Fetches of a few MiB: the reader writes what it fetched to disk, and a larger buffer
+		// (kgo's default is 50 MiB) only costs memory while it reads a large topic.
+		kgo.FetchMaxBytes(4<<20),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: reference reader client: %w", err)
 	}
-	return &refReader{cl: cl, tables: tables, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs")}, nil
+	byTopic := map[string]*refTable{}
+	for topic, table := range tables {
+		byTopic[topic] = s.layout[table]
+	}
+	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{}}, nil
 }
 
 func randomSuffix() string {

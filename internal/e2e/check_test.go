@@ -39,6 +39,9 @@ type rootExp struct {
 	txns    int // committed source transactions that touched the root = versions
 	deleted bool
 	led     *ledger
+	// objects are the objects the database built in those transactions, in commit order:
+	// version n's payload must be objects[n-1].
+	objects []json.RawMessage
 }
 
 // verb is the verb version v of the root must have: created first, deleted last for a
@@ -61,7 +64,7 @@ func expectations(ledgers []*ledger, subs []*sub) *expected {
 	e := &expected{roots: map[string]*rootExp{}}
 	for _, l := range ledgers {
 		for id, n := range l.rootTxns {
-			r := &rootExp{key: strconv.Itoa(id), tenant: l.tenant, txns: n, deleted: l.deleted[id], led: l}
+			r := &rootExp{key: strconv.Itoa(id), tenant: l.tenant, txns: n, deleted: l.deleted[id], led: l, objects: l.objects[id]}
 			e.roots[r.key] = r
 			e.versions += n
 			for v := 1; v <= n; v++ {
@@ -189,6 +192,7 @@ type report struct {
 	requests  int
 	lags      []time.Duration
 	delivered int
+	payloads  int // versions whose payload differs from their transaction's object (the first ten are reported)
 }
 
 func (r *report) fail(format string, args ...any) {
@@ -196,6 +200,9 @@ func (r *report) fail(format string, args ...any) {
 }
 
 func (r *report) finish() {
+	if r.payloads > 10 {
+		r.fail("snapshot topic: %d versions in all differ from the objects of their source transactions (the first ten above)", r.payloads)
+	}
 	if len(r.failures) == 0 {
 		return
 	}
@@ -241,6 +248,13 @@ func checkSnapshots(rep *report, exp *expected, obs *observed) {
 			if hidden := hiddenColumns(s.Payload); len(hidden) > 0 {
 				rep.fail("snapshot topic: %s: payload shows %v", at, hidden)
 			}
+			if i < len(want.objects) && !jsonEqual(want.objects[i], s.Payload) {
+				rep.payloads++
+				if rep.payloads <= 10 {
+					rep.fail("snapshot topic: %s: payload differs from the object the database built in the source transaction:\n%s\n got %s\nwant %s",
+						at, diffJSON(want.objects[i], s.Payload), clip(string(s.Payload)), clip(string(want.objects[i])))
+				}
+			}
 		}
 		if len(got) != want.txns {
 			last := "none"
@@ -252,6 +266,22 @@ func checkSnapshots(rep *report, exp *expected, obs *observed) {
 				key, want.tenant, len(got), want.txns, last)
 		}
 	}
+}
+
+// diffJSON names the top-level members of two JSON objects that differ.
+func diffJSON(want, got []byte) string {
+	var w, g map[string]any
+	_ = json.Unmarshal(want, &w)
+	_ = json.Unmarshal(got, &g)
+	return diff(w, g)
+}
+
+// clip shortens s to about 600 bytes for a failure message.
+func clip(s string) string {
+	if len(s) <= 600 {
+		return s
+	}
+	return s[:600] + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // hiddenColumns lists tenant_id and is_deleted wherever they appear in a payload.
@@ -514,13 +544,15 @@ func diff(want, got map[string]any) string {
 func (r *report) summary(sys *system, exp *expected, obs *observed, ledgers []*ledger, dur, drain time.Duration) {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	var txns, rollbacks, multi, withSess, deleted int
+	var txns, rollbacks, multi, withSess, deleted, sessDel, bursts int
 	for _, l := range ledgers {
 		txns += l.txns
 		rollbacks += l.rollbacks
 		multi += l.multiRoot
 		withSess += l.sessInTxn
 		deleted += len(l.deleted)
+		sessDel += l.sessDel
+		bursts += l.bursts
 	}
 	versions, logs := 0, 0
 	for _, s := range obs.snaps {
@@ -536,9 +568,10 @@ func (r *report) summary(sys *system, exp *expected, obs *observed, ledgers []*l
 	}
 	fmt.Fprintf(w, "seed\t%d\n", r.seed)
 	fmt.Fprintf(w, "workload / drain\t%s / %s\n", dur, drain.Round(time.Millisecond))
-	fmt.Fprintf(w, "transactions\t%d committed (%d multi-root, %d with a session change), %d rolled back\n", txns, multi, withSess, rollbacks)
+	fmt.Fprintf(w, "transactions\t%d committed (%d multi-root, %d with a session change, %d bursts of 100), %d rolled back; %d sessions deleted\n",
+		txns, multi, withSess, bursts, rollbacks, sessDel)
 	fmt.Fprintf(w, "roots\t%d (%d soft-deleted) over %d tenants\n", len(exp.roots), deleted, len(ledgers))
-	fmt.Fprintf(w, "snapshot versions\t%d (expected %d)\n", versions, exp.versions)
+	fmt.Fprintf(w, "snapshot versions\t%d (expected %d), %d with a payload other than their transaction's object\n", versions, exp.versions, r.payloads)
 	fmt.Fprintf(w, "compliance records\t%d (expected %d)\n", logs, exp.versions)
 	fmt.Fprintf(w, "deliveries\t%d of %d expected, %d requests, %d duplicates\n", r.delivered, exp.deliveries, r.requests, r.dups)
 	fmt.Fprintf(w, "delivery lag\tmax %s, p50 %s (commit to first receipt)\n", lagMax.Round(time.Millisecond), lagP50.Round(time.Millisecond))

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +26,11 @@ type ledger struct {
 	deleted   map[int]bool // soft-deleted roots (never touched again)
 	multiRoot int          // transactions that touched more than one root
 	sessInTxn int          // transactions that changed a root and a session together
+	// objects holds, per root, the object the database built inside each committed transaction
+	// that touched it, just before its COMMIT (objectSQL): what version n must show.
+	objects map[int][]json.RawMessage
+	sessDel int // sessions deleted (incidents still pointing at them show session null)
+	bursts  int // bursts of back-to-back transactions
 }
 
 // incident is the writer's view of one live root.
@@ -53,6 +60,7 @@ type txn struct {
 func newWriter(conn *pgx.Conn, tenant string, seed uint64) *writer {
 	return &writer{conn: conn, rnd: rand.New(rand.NewPCG(seed, 0x5eed)), led: &ledger{
 		tenant: tenant, rootTxns: map[int]int{}, rootLast: map[int]int{}, sessLast: map[int]int{}, deleted: map[int]bool{},
+		objects: map[int][]json.RawMessage{},
 	}}
 }
 
@@ -67,8 +75,15 @@ func (w *writer) run(ctx context.Context, rate float64) error {
 			return nil
 		case <-tick.C:
 		}
-		if err := w.step(); err != nil {
-			return fmt.Errorf("writer %s after %d transactions: %w", w.led.tenant, w.led.txns, err)
+		n := 1
+		if w.rnd.IntN(300) == 0 { // now and then a burst that puts bubble-up behind
+			n = 100
+			w.led.bursts++
+		}
+		for range n {
+			if err := w.step(); err != nil {
+				return fmt.Errorf("writer %s after %d transactions: %w", w.led.tenant, w.led.txns, err)
+			}
 		}
 	}
 }
@@ -84,8 +99,10 @@ func (w *writer) step() error {
 	switch n := w.rnd.IntN(100); {
 	case len(w.sessions) < 2 || n < 4:
 		err = w.newSession(t)
-	case n < 12:
+	case n < 10:
 		err = w.updateSession(t)
+	case n < 12:
+		err = w.deleteSession(t)
 	case len(w.incidents) < 3 || n < 30:
 		err = w.newIncident(t)
 	case n < 50:
@@ -108,8 +125,16 @@ func (w *writer) step() error {
 		w.led.rollbacks++
 		return tx.Rollback(ctx)
 	}
+	objs, err := w.objects(t)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
+	}
+	for id, obj := range objs {
+		w.led.objects[id] = append(w.led.objects[id], obj)
 	}
 	w.seq++
 	w.led.txns++
@@ -134,6 +159,40 @@ func (w *writer) step() error {
 
 func (w *writer) pick() *incident { return w.incidents[w.rnd.IntN(len(w.incidents))] }
 
+// objectSQL builds the payload of the given roots, soft-deleted ones included, as payloadSQL does.
+var objectSQL = strings.Replace(payloadSQL, "WHERE NOT i.is_deleted", "WHERE i.id = ANY($1)", 1)
+
+// objects is the object of every root t touched, built inside t just before its COMMIT: the
+// session joined as it stands in the transaction.
+func (w *writer) objects(t *txn) (map[int]json.RawMessage, error) {
+	out := map[int]json.RawMessage{}
+	if len(t.roots) == 0 {
+		return out, nil
+	}
+	ids := make([]int, 0, len(t.roots))
+	for id := range t.roots {
+		ids = append(ids, id)
+	}
+	rows, err := t.tx.Query(context.Background(), objectSQL, ids)
+	if err != nil {
+		return nil, fmt.Errorf("expected objects: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key, doc string
+		var session int
+		if err := rows.Scan(&key, &session, &doc); err != nil {
+			return nil, err
+		}
+		var id int
+		if _, err := fmt.Sscan(key, &id); err != nil {
+			return nil, err
+		}
+		out[id] = json.RawMessage(doc)
+	}
+	return out, rows.Err()
+}
+
 var (
 	sessionStatuses = []string{"SCHEDULED", "IN_PROGRESS", "COMPLETED", "CANCELLED"}
 	statuses        = []string{"TRIGGERED", "RESOLVED", "DISMISSED", "REOPENED"}
@@ -157,6 +216,24 @@ func (w *writer) updateSession(t *txn) error {
 	t.sessions[id] = true
 	_, err := t.tx.Exec(context.Background(), `UPDATE session.instance SET score = $2, status = $3,
 		updated_at = clock_timestamp() WHERE id = $1`, id, w.rnd.IntN(100), w.oneOf(sessionStatuses))
+	return err
+}
+
+// deleteSession deletes a session the tenant's incidents may still point at: they show session
+// null from this transaction on (the demo schema's foreign key is dropped for the run: the
+// session table belongs to another service).
+func (w *writer) deleteSession(t *txn) error {
+	if len(w.sessions) < 3 {
+		return w.updateSession(t)
+	}
+	i := w.rnd.IntN(len(w.sessions))
+	id := w.sessions[i]
+	t.sessions[id] = true
+	t.apply = append(t.apply, func() {
+		w.sessions = slices.DeleteFunc(w.sessions, func(x int) bool { return x == id })
+		w.led.sessDel++
+	})
+	_, err := t.tx.Exec(context.Background(), `DELETE FROM session.instance WHERE id = $1`, id)
 	return err
 }
 

@@ -5,7 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // procAttr runs a server process as ra, in its own process group (so Kill can take the postmaster
@@ -86,4 +89,33 @@ func roomyTmpfs(dir string, minFree uint64) bool {
 		return false
 	}
 	return st.Bavail*uint64(st.Bsize) >= minFree && syscall.Access(dir, 0x2 /* W_OK */) == nil
+}
+
+// shmAttached reports whether the System V shared memory segment that postmaster.pid in dir names
+// still has processes attached, and the pid that attached or detached last. A new postmaster on
+// dir refuses to start while one does ("pre-existing shared memory block is still in use"): after
+// a SIGKILL the kernel detaches the killed backends as they exit, which under load can lag behind
+// their leaving the process table.
+func shmAttached(dir string) (attached bool, lastPid int) {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return false, 0
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		return false, 0
+	}
+	f := strings.Fields(lines[6]) // "key shmid"
+	if len(f) != 2 {
+		return false, 0
+	}
+	id, err := strconv.Atoi(f[1])
+	if err != nil {
+		return false, 0
+	}
+	var desc unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &desc); err != nil {
+		return false, 0 // removed, or never ours
+	}
+	return desc.Nattch > 0, int(desc.Lpid)
 }

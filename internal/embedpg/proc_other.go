@@ -18,3 +18,6 @@ func groupAlive(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
 func runsIn(pid int, dir string) bool { return true }
 
 func roomyTmpfs(dir string, minFree uint64) bool { return false }
+
+// shmAttached defers to postgres's own check.
+func shmAttached(dir string) (bool, int) { return false, 0 }

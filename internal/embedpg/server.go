@@ -276,5 +276,15 @@ func (c *Cluster) waitGroupGone() error {
 		}
 		time.Sleep(pollInterval)
 	}
-	return nil
+	for {
+		attached, last := shmAttached(c.dir)
+		if !attached {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedpg: the shared memory of postgres pid %d still has processes attached after %v (last pid %d); "+
+				"list them with ipcs -mp and kill them", c.cmd.Process.Pid, groupExitGrace, last)
+		}
+		time.Sleep(pollInterval)
+	}
 }

@@ -27,8 +27,14 @@ func TestCheck(t *testing.T) {
 	}
 	var out bytes.Buffer
 	r.CheckedAt = time.Unix(0, 0)
-	if err := r.WriteText(&out); err != nil || !strings.Contains(out.String(), "slot walhook: unknown") {
+	if err := r.WriteText(&out); err != nil || !strings.Contains(out.String(), "slot walhook: unknown") ||
+		!strings.Contains(out.String(), "inexact references: none") {
 		t.Fatalf("text: %v\n%s", err, out.String())
+	}
+	r.InexactReferences = TopicSize{Topic: "walhook.bubbleup.inexact-references", Records: 4}
+	out.Reset()
+	if err := r.WriteText(&out); err != nil || !strings.Contains(out.String(), "inexact references: 4 log positions in walhook.bubbleup.inexact-references") {
+		t.Fatalf("text with inexact references: %v\n%s", err, out.String())
 	}
 }
 

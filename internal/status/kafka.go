@@ -58,14 +58,25 @@ type offsets struct {
 // missing reports whether topic does not exist (or has no partitions yet).
 func (o offsets) missing(topic string) bool { return len(o.end[topic]) == 0 }
 
+// size is the number of log positions topic retains.
+func (o offsets) size(topic string) TopicSize {
+	s := TopicSize{Topic: topic, Missing: o.missing(topic)}
+	for p, end := range o.end[topic] {
+		start, _ := o.start.Lookup(topic, p)
+		s.Records += max(0, end.Offset-start.Offset)
+	}
+	return s
+}
+
 // markUnknown records that nothing Kafka holds could be read, and why, on every part that
 // comes from Kafka.
-func (r *Report) markUnknown(specs []groupSpec, dlq, reason string) {
+func (r *Report) markUnknown(specs []groupSpec, dlq, inexact, reason string) {
 	r.Groups = nil
 	for _, g := range specs {
 		r.Groups = append(r.Groups, Group{Stage: g.stage, Group: g.group, State: "unknown", Topics: []TopicLag{}, Unknown: reason})
 	}
 	r.DeadLetters = TopicSize{Topic: dlq, Unknown: reason}
+	r.InexactReferences = TopicSize{Topic: inexact, Unknown: reason}
 	r.OldestUndeliveredUnknown = reason
 }
 
@@ -73,7 +84,8 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	adm := kadm.NewClient(cl)
 	specs := groups(cfg)
 	dlq := cfg.Kafka.WebhookDeadLetterTopic()
-	topics := []string{dlq}
+	inexact := cfg.InexactReferenceTopic()
+	topics := []string{dlq, inexact}
 	for _, g := range specs {
 		for _, t := range g.topics {
 			if !slices.Contains(topics, t) {
@@ -85,7 +97,7 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	defer cancel()
 	if err := kafkaconn.Ping(pctx, cl, cfg.Kafka.Brokers); err != nil {
 		r.fail("%v", err)
-		r.markUnknown(specs, dlq, fmt.Sprintf("Kafka not reachable: %v", pingReason(err)))
+		r.markUnknown(specs, dlq, inexact, fmt.Sprintf("Kafka not reachable: %v", pingReason(err)))
 		return
 	}
 	var offs offsets
@@ -95,7 +107,7 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	}
 	if err != nil {
 		r.fail("kafka: list offsets of %v: %v; check kafka.brokers / WALHOOK_BROKERS and the TLS/SASL settings", cfg.Kafka.Brokers, err)
-		r.markUnknown(specs, dlq, fmt.Sprintf("listing offsets failed: %v", err))
+		r.markUnknown(specs, dlq, inexact, fmt.Sprintf("listing offsets failed: %v", err))
 		return
 	}
 	drop := func(l kadm.ListedOffsets) { // unknown topics are reported as missing, not as errors
@@ -190,11 +202,8 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 			r.oldestUndelivered(append(undelivered, retries...), offs, c, read, readErr, o)
 		}
 	}
-	r.DeadLetters = TopicSize{Topic: dlq, Missing: offs.missing(dlq)}
-	for p, end := range offs.end[dlq] {
-		start, _ := offs.start.Lookup(dlq, p)
-		r.DeadLetters.Records += max(0, end.Offset-start.Offset)
-	}
+	r.DeadLetters = offs.size(dlq)
+	r.InexactReferences = offs.size(inexact)
 }
 
 // pingReason drops kafkaconn.Ping's advice, which the report's error line carries, keeping the

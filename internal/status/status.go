@@ -38,6 +38,11 @@ type Report struct {
 	// (OldestUndeliveredUnknown says why).
 	OldestUndelivered        *Record `json:"oldest_undelivered"`
 	OldestUndeliveredUnknown string  `json:"oldest_undelivered_unknown,omitempty"`
+	// InexactReferences is bubble-up's record of snapshots that showed a reference with a
+	// version other than the one as of their transaction (beyond bubbleup.reference_history).
+	// Records counts log positions, transaction markers included: 0 means every reference of
+	// every snapshot so far was exact.
+	InexactReferences TopicSize `json:"inexact_references"`
 	// Errors are the parts that could not be read, each naming the thing and the fix.
 	Errors []string `json:"errors,omitempty"`
 	// Violations are the thresholds crossed (filled by Check).

@@ -62,6 +62,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
+	switch x := r.InexactReferences; {
+	case x.Unknown != "":
+		fmt.Fprintf(tw, "inexact references: unknown (%s)\n", x.Unknown)
+	case x.Records > 0:
+		fmt.Fprintf(tw, "inexact references: %d log positions in %s (snapshots beyond bubbleup.reference_history showed a newer reference version; raise it, see docs/configuration.md)\n",
+			x.Records, x.Topic)
+	default:
+		fmt.Fprintf(tw, "inexact references: none (every snapshot showed its references as of its transaction)\n")
+	}
 	switch u := r.OldestUndelivered; {
 	case u != nil:
 		fmt.Fprintf(tw, "oldest undelivered: %s[%d]@%d from %s (%s ago)\n", u.Topic, u.Partition, u.Offset,
