@@ -119,6 +119,24 @@ func invisibleTopics(ctx context.Context, adm *kadm.Client, names []string) ([]s
 			}
 		}
 	}
+	if len(missing) > 0 {
+		return missing, nil
+	}
+	// One broker's metadata listing a leader does not mean the leader knows it leads: on a
+	// multi-broker cluster metadata reaches each broker on its own, and the leader answers
+	// UNKNOWN_TOPIC_OR_PARTITION until it does. Asking every leader for its end offsets proves it.
+	offs, err := adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		for _, p := range details[n].Partitions {
+			if o, ok := offs.Lookup(n, p.Partition); !ok || o.Err != nil {
+				missing = append(missing, fmt.Sprintf("%s[%d] (leader %d)", n, p.Partition, p.Leader))
+				break
+			}
+		}
+	}
 	return missing, nil
 }
 
