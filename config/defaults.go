@@ -8,6 +8,7 @@ const (
 	DefaultSlot              = "walhook"
 	DefaultClientID          = "walhook"
 	DefaultTopicPrefix       = "walhook."
+	DefaultGroupProtocol     = GroupProtocolClassic
 	DefaultPartitions        = 6
 	DefaultReplicationFactor = -1
 	DefaultHTTPListen        = "127.0.0.1:9464"
@@ -60,6 +61,7 @@ func (p *Postgres) defaults() {
 func (k *Kafka) defaults() {
 	setString(&k.ClientID, DefaultClientID)
 	setString(&k.TopicPrefix, DefaultTopicPrefix)
+	setString(&k.GroupProtocol, DefaultGroupProtocol)
 	if k.Partitions == 0 {
 		k.Partitions = DefaultPartitions
 	}
