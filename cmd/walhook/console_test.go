@@ -211,7 +211,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx := browser(t, exe)
 	navigate(t, ctx, base+"/#key="+key)
 	waitJS(t, ctx, "the operator overview", `document.querySelector('[data-test="card-slot-lag"]') !== null && document.querySelector('[data-test="who"]').textContent.includes("operator")`)
-	screenshot(t, ctx, "console-overview")
 
 	t.Run("a subscription created in the browser receives the next webhook", func(t *testing.T) {
 		navigate(t, ctx, base+"/#/subscriptions")
@@ -254,14 +253,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		navigate(t, ctx, base+"/#/dead-letters")
 		sel := `document.querySelector('#dead-letters tr[data-id]')`
 		kafkatest.Eventually(t, 40*time.Second, func() error {
-			execSQL(t, d.env["WALHOOK_PG_URL"], `update incident.instance set description = 'seen '||now() where id = 134`)
+			var dead struct{ Items []json.RawMessage }
+			_ = json.Unmarshal(apiCall(t, base, key, "GET", "/v1/dead-letters?subscription="+sub.UUID, nil), &dead)
+			if len(dead.Items) == 0 {
+				execSQL(t, d.env["WALHOOK_PG_URL"], `update incident.instance set description = 'seen '||now() where id = 134`)
+				return fmt.Errorf("no dead letter of subscription %s yet", sub.UUID)
+			}
 			n, err := evalJS[int](ctx, `document.querySelectorAll('#dead-letters tr[data-id]').length`)
 			if err != nil {
 				return err
 			}
 			if n == 0 {
-				return fmt.Errorf("no dead letter in the browser yet; the API has %s; deliveries %.1500s", apiCall(t, base, key, "GET", "/v1/dead-letters", nil),
-					apiCall(t, base, key, "GET", "/v1/deliveries?subscription="+sub.UUID, nil))
+				page, _ := evalJS[string](ctx, `location.hash + " | flash: " + document.querySelector("#flash").textContent + " | " + document.querySelector("main").innerHTML.slice(0, 1500)`)
+				return fmt.Errorf("no dead letter in the browser yet; the page: %s; the API has %.1500s", page, apiCall(t, base, key, "GET", "/v1/dead-letters", nil))
 			}
 			return nil
 		})
@@ -284,6 +288,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		click(t, ctx, fmt.Sprintf(`#deliveries tr[data-webhook-id=%q]`, webhookID))
 		waitJS(t, ctx, "the attempts with the endpoint's answers", `document.querySelector('[data-test="attempts"]') !== null && document.querySelector('[data-test="attempts"]').textContent.includes("down for maintenance") && document.querySelector('[data-test="attempts"]').textContent.includes("thanks")`)
 		screenshot(t, ctx, "console-delivery")
+
+		// The overview after all this: dead letters counted, the chart showing the deliveries.
+		navigate(t, ctx, base+"/#/overview")
+		waitJS(t, ctx, "the overview with the dead letters", `document.querySelector('[data-test="card-dead-letters"]') !== null && !/^DEAD LETTERS\s*0\b/i.test(document.querySelector('[data-test="card-dead-letters"]').innerText)`)
+		screenshot(t, ctx, "console-overview")
 	})
 
 	t.Run("a tenant token sees only its tenant", func(t *testing.T) {
