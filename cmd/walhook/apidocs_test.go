@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/internal/kafkatest"
 )
 
 // TestAPIDocsExamples runs docs/api.md's examples, as written and in order, in one shell against
@@ -50,6 +53,79 @@ func TestAPIDocsExamples(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the examples' output lacks %q:\n%s", want, out)
 		}
+	}
+	t.Run("reading a snapshot topic", func(t *testing.T) { testSnapshotConsumers(t, d, string(doc)) })
+}
+
+// testSnapshotConsumers runs docs/api.md's kcat command and franz-go program, as written, on the
+// snapshot topic after the README's story: both must show its two versions.
+func testSnapshotConsumers(t *testing.T, d *devStack, doc string) {
+	if d.env["WALHOOK_REGISTRY_URL"] == "" {
+		t.Skip("walhook dev runs without a schema registry here; the franz-go example reads the Confluent wire format")
+	}
+	if _, err := exec.LookPath("kcat"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kcat missing: .ci/run installs it")
+		}
+		t.Skip("kcat missing: docs/api.md's kcat example needs it")
+	}
+	section := doc[strings.Index(doc, "### Reading a snapshot topic"):]
+	section = section[:strings.Index(section, "\n## ")]
+	sh := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
+	prog := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(sh) != 1 || len(prog) != 1 {
+		t.Fatalf("docs/api.md's \"Reading a snapshot topic\" has %d sh and %d go blocks, want 1 and 1", len(sh), len(prog))
+	}
+	// On a shared Kafka the dev stack has a topic prefix of its own.
+	ours := func(s string) string { return strings.ReplaceAll(s, "walhook.snapshots.", d.prefix+"snapshots.") }
+	execSQL(t, d.env["WALHOOK_PG_URL"], story...)
+	env := append(d.envWith(nil), "PATH="+filepath.Dir(d.bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var out []byte
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", ours(sh[0][1]))
+		cmd.Env = env
+		var err error
+		if out, err = cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("the kcat example failed: %v\n%s", err, out)
+		}
+		if n := strings.Count(string(out), "134 walhook-event-type="); n != 2 {
+			return fmt.Errorf("the kcat example printed %d of incident 134's 2 versions:\n%s", n, out)
+		}
+		return nil
+	})
+	for i, want := range []string{"walhook-event-type=incident_instance_created,walhook-version=1,walhook-tenant=acme",
+		"walhook-event-type=incident_instance_updated,walhook-version=2,walhook-tenant=acme"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kcat line %d: want %q in:\n%s", i+1, want, out)
+		}
+	}
+
+	// The program is built inside this module, whose go.mod has its dependencies.
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("testdata", "snapshots-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(ours(prog[0][1])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "run", "./"+dir, "-topic", d.prefix+"snapshots.incident.instance", "-n", "2")
+	cmd.Env = append(d.envWith(nil), "PATH="+os.Getenv("PATH"))
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the franz-go example failed: %v\n%s", err, got)
+	}
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "134 incident_instance_created 1 {") || !strings.HasPrefix(lines[1], "134 incident_instance_updated 2 {") ||
+		!strings.Contains(lines[1], `"action":"ESCALATED"`) {
+		t.Fatalf("the franz-go example printed:\n%s", got)
 	}
 }
 
