@@ -205,9 +205,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		return webhooktest.Response{Status: 200, Body: "thanks"}
 	})
+	waitAPI(t, base)
+	d.waitInitialSnapshot()
 	execSQL(t, d.env["WALHOOK_PG_URL"], story[0])
 
-	waitAPI(t, base)
 	ctx := browser(t, exe)
 	navigate(t, ctx, base+"/#key="+key)
 	waitJS(t, ctx, "the operator overview", `document.querySelector('[data-test="card-slot-lag"]') !== null && document.querySelector('[data-test="who"]').textContent.includes("operator")`)
