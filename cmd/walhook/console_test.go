@@ -212,6 +212,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx := browser(t, exe)
 	navigate(t, ctx, base+"/#key="+key)
 	waitJS(t, ctx, "the operator overview", `document.querySelector('[data-test="card-slot-lag"]') !== null && document.querySelector('[data-test="who"]').textContent.includes("operator")`)
+	// Everything the page loaded came from walhook itself, the CSP allowing nothing else.
+	if loaded := mustJS[[]string](t, ctx, `performance.getEntriesByType("resource").map(e => e.name)`); len(loaded) < 3 {
+		t.Fatalf("the console loaded only %v", loaded)
+	} else {
+		for _, u := range loaded {
+			if !strings.HasPrefix(u, base+"/") {
+				t.Errorf("the console loaded %s, which is not walhook's", u)
+			}
+		}
+	}
+	if resp, err := http.Get(base + "/"); err != nil || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Fatalf("the console's page has no same-origin Content-Security-Policy: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
 
 	t.Run("a subscription created in the browser receives the next webhook", func(t *testing.T) {
 		navigate(t, ctx, base+"/#/subscriptions")

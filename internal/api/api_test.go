@@ -140,8 +140,10 @@ func TestResources(t *testing.T) {
 		c := e.client(e.operator)
 		c.T = t
 		u := uuids[0]
-		r := c.Do("PATCH", "/v1/subscriptions/"+u, map[string]any{"method": "PUT", "headers": map[string]string{"X-Team": "a"}, "format": "envelope"})
-		if r.Status != 200 || !strings.Contains(string(r.Body), `"method":"PUT"`) || !strings.Contains(string(r.Body), `"X-Team":"a"`) {
+		r := c.Do("PATCH", "/v1/subscriptions/"+u, map[string]any{"method": "PUT", "headers": map[string]string{"X-Team": "a"}, "format": "envelope",
+			"url": e.recv.URL() + "/moved"})
+		if r.Status != 200 || !strings.Contains(string(r.Body), `"method":"PUT"`) || !strings.Contains(string(r.Body), `"X-Team":"a"`) ||
+			!strings.Contains(string(r.Body), `"format":"envelope"`) || !strings.Contains(string(r.Body), `/moved"`) {
 			t.Fatalf("update: %d %s", r.Status, r.Body)
 		}
 		r = c.Invalid("PATCH", "/v1/subscriptions/"+u, map[string]any{"method": "GET"})
@@ -340,6 +342,15 @@ func TestResources(t *testing.T) {
 		if r := c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/retrigger", map[string]any{"root_key": "778"}); r.Status != 404 {
 			t.Fatalf("retrigger of a missing root: %d %s", r.Status, r.Body)
 		}
+		// A version by number: the same webhook-id, as the version is the same.
+		r = c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/retrigger", map[string]any{"root_key": "777", "version": 1})
+		r.JSON(t, &rq)
+		if r.Status != 202 || rq.WebhookID != dead.Items[0].WebhookID {
+			t.Fatalf("retrigger of version 1: %d %s", r.Status, r.Body)
+		}
+		if r := c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/retrigger", map[string]any{"root_key": "777", "version": 2}); r.Status != 404 {
+			t.Fatalf("retrigger of a missing version: %d %s", r.Status, r.Body)
+		}
 		r = c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/replay", map[string]any{"since": start.Format(time.RFC3339)})
 		if r.Status != 202 || !strings.Contains(string(r.Body), `"requested":1`) {
 			t.Fatalf("replay: %d %s", r.Status, r.Body)
@@ -355,8 +366,8 @@ func TestResources(t *testing.T) {
 					n++
 				}
 			}
-			if n < 6 {
-				return fmt.Errorf("%d requests with the webhook-id, want 6 (2 failed, redrive, redrive of the delivered, retrigger, replay)", n)
+			if n < 7 {
+				return fmt.Errorf("%d requests with the webhook-id, want 7 (2 failed, redrive, redrive of the delivered, 2 retriggers, replay)", n)
 			}
 			return nil
 		})
@@ -371,8 +382,8 @@ func TestResources(t *testing.T) {
 				delivered += b.Delivered
 				failed += b.Failed
 			}
-			if failed != 2 || delivered != 8 {
-				return fmt.Errorf("stats: %d delivered, %d failed; want 8 (4 of acme, redrive, redrive of the delivered, retrigger, replay) and 2", delivered, failed)
+			if failed != 2 || delivered != 9 {
+				return fmt.Errorf("stats: %d delivered, %d failed; want 9 (4 of acme, redrive, redrive of the delivered, 2 retriggers, replay) and 2", delivered, failed)
 			}
 			return nil
 		})
