@@ -55,6 +55,50 @@ func TestAPIDocsExamples(t *testing.T) {
 		}
 	}
 	t.Run("reading a snapshot topic", func(t *testing.T) { testSnapshotConsumers(t, d, string(doc)) })
+	t.Run("walhook hooks and the API see and change the same subscriptions", func(t *testing.T) { testHooksAndAPIAgree(t, d) })
+}
+
+func testHooksAndAPIAgree(t *testing.T, d *devStack) {
+	base, key := d.env["WALHOOK_API_URL"], d.env["WALHOOK_API_KEY"]
+	if r := d.run("hooks", "register-app", "--name", "hooks-crm"); r.code != 0 {
+		t.Fatalf("hooks register-app: %s", r)
+	}
+	r := d.run("hooks", "subscribe", "--app", "hooks-crm", "--tenant", "globex", "--event", "incident.instance.deleted", "--url", "https://example.com/from-hooks")
+	if r.code != 0 {
+		t.Fatalf("hooks subscribe: %s", r)
+	}
+	uuid := field(t, r.stdout, "uuid")
+	got := string(apiCall(t, base, key, "GET", "/v1/subscriptions/"+uuid, nil))
+	if !strings.Contains(got, `"url":"https://example.com/from-hooks"`) || !strings.Contains(got, `"tenant":"globex"`) {
+		t.Fatalf("the API shows the subscription walhook hooks made as %s", got)
+	}
+	apiCall(t, base, key, "PATCH", "/v1/subscriptions/"+uuid, map[string]any{"url": "https://example.com/from-api", "method": "PUT"})
+	list := func() string {
+		r := d.run("hooks", "list", "--tenant", "globex")
+		if r.code != 0 {
+			t.Fatalf("hooks list: %s", r)
+		}
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if strings.Contains(l, uuid) {
+				return strings.Join(strings.Fields(l), " ")
+			}
+		}
+		t.Fatalf("hooks list does not show %s:\n%s", uuid, r.stdout)
+		return ""
+	}
+	if l := list(); !strings.Contains(l, " PUT https://example.com/from-api bare false true") {
+		t.Fatalf("walhook hooks list after the API's update: %s", l)
+	}
+	apiCall(t, base, key, "DELETE", "/v1/subscriptions/"+uuid, nil)
+	if l := list(); !strings.HasSuffix(l, " false unsubscribed") {
+		t.Fatalf("walhook hooks list after the API's delete: %s", l)
+	}
+	if r := d.run("hooks", "enable", "--uuid", uuid); r.code != 0 {
+		t.Fatalf("hooks enable: %s", r)
+	}
+	if got := string(apiCall(t, base, key, "GET", "/v1/subscriptions/"+uuid, nil)); !strings.Contains(got, `"enabled":true`) {
+		t.Fatalf("the API after walhook hooks enable: %s", got)
+	}
 }
 
 // testSnapshotConsumers runs docs/api.md's kcat command and franz-go program, as written, on the

@@ -215,6 +215,12 @@ func TestResources(t *testing.T) {
 		if r := c.Do("POST", "/v1/subscriptions/"+u+"/enable", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"enabled":true`) {
 			t.Fatalf("enable: %d %s", r.Status, r.Body)
 		}
+		if r := c.Do("POST", "/v1/subscriptions/"+u+"/disable", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"enabled":false`) {
+			t.Fatalf("disable: %d %s", r.Status, r.Body)
+		}
+		if r := c.Do("POST", "/v1/subscriptions/"+u+"/enable", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"enabled":true`) {
+			t.Fatalf("enable after disable: %d %s", r.Status, r.Body)
+		}
 		r = c.Do("POST", "/v1/subscriptions/"+u+"/rotate-secret", map[string]any{"grace": "1h"})
 		var rot struct {
 			Secret string
