@@ -305,6 +305,26 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitJS(t, ctx, "the attempts with the endpoint's answers", `document.querySelector('[data-test="attempts"]') !== null && document.querySelector('[data-test="attempts"]').textContent.includes("down for maintenance") && document.querySelector('[data-test="attempts"]').textContent.includes("thanks")`)
 		screenshot(t, ctx, "console-delivery")
 
+		// Retrigger from the delivery's page: one more request with the same webhook-id.
+		sent := func() int {
+			n := 0
+			for _, r := range recv.Requests() {
+				if r.Header.Get("webhook-id") == webhookID {
+					n++
+				}
+			}
+			return n
+		}
+		before := sent()
+		click(t, ctx, "#retrigger")
+		waitJS(t, ctx, "the retrigger's confirmation", `document.querySelector("#flash").textContent.startsWith("re-triggered version")`)
+		kafkatest.Eventually(t, 30*time.Second, func() error {
+			if n := sent(); n <= before {
+				return fmt.Errorf("the retriggered delivery %s has not arrived (%d requests with it)", webhookID, n)
+			}
+			return nil
+		})
+
 		// The overview after all this: dead letters counted, the chart showing the deliveries.
 		navigate(t, ctx, base+"/#/overview")
 		waitJS(t, ctx, "the overview with the dead letters", `document.querySelector('[data-test="card-dead-letters"]') !== null && !/^DEAD LETTERS\s*0\b/i.test(document.querySelector('[data-test="card-dead-letters"]').innerText)`)

@@ -107,7 +107,6 @@ function route() {
   state.view = name;
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === name);
   stopTimer();
-  flash("");
   const section = h("section", { id: "view-" + name, "data-test": "view-" + name });
   $("#main").replaceChildren(section);
   return (views[name] || overview)(section).catch((e) => flash(e.message));
@@ -359,6 +358,7 @@ async function eventTypes(root) {
 window.addEventListener("hashchange", () => {
   const m = location.hash.match(/^#key=(.+)$/);
   if (m) { history.replaceState(null, "", "#/overview"); signIn(decodeURIComponent(m[1])); return; }
+  flash(""); // a message belongs to the view it was shown on
   route();
 });
 document.addEventListener("DOMContentLoaded", () => {
