@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ func headerDoc(h map[string][]string) []byte {
 	return b
 }
 
-// TestCatalogAgainstRealEvents runs walhook dev on the two-root model (the demo's incident, bare,
+// TestCatalogAgainstRealEvents runs walhook dev, delivering to a real HTTPS receiver, on the two-root model (the demo's incident, bare,
 // and the nested candidate → projects → technologies, old_new) and checks what really went out
 // against the catalog: every webhook body of every event in both formats against its JSON
 // Schema in the AsyncAPI document `walhook catalog export` wrote (and the same schema served at
@@ -119,6 +120,14 @@ func TestCatalogAgainstRealEvents(t *testing.T) {
 	if err := os.WriteFile(schemaFile, []byte(talentSQL), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A real HTTPS receiver; walhook dev trusts its certificate through SSL_CERT_FILE, which Go
+	// reads for the system's roots.
+	recv := webhooktest.StartTLS(t)
+	certFile := filepath.Join(t.TempDir(), "receiver.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: recv.Server().Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", certFile)
 	d := startDev(t, filepath.Join(t.TempDir(), ".walhook"), string(model), "--schema", schemaFile)
 	base, key := d.env["WALHOOK_API_URL"], d.env["WALHOOK_API_KEY"]
 	waitAPI(t, base)
@@ -126,7 +135,9 @@ func TestCatalogAgainstRealEvents(t *testing.T) {
 	wantEvents := []string{"incident.instance.created", "incident.instance.updated", "incident.instance.deleted",
 		"talent.candidate.created", "talent.candidate.updated", "talent.candidate.deleted"}
 	// A subscription of tenant acme per event and format, each to its own path of a real receiver.
-	recv := webhooktest.Start(t)
+	if !strings.HasPrefix(recv.URL(), "https://") {
+		t.Fatalf("the receiver is at %s", recv.URL())
+	}
 	apiCall(t, base, key, "POST", "/v1/applications", map[string]any{"name": "catalog-check"})
 	secrets := map[string]string{}
 	for _, ev := range wantEvents {
