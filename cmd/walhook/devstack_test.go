@@ -138,8 +138,8 @@ func TestDevStack(t *testing.T) {
 		shape := func(text string) []string { // each line's name and what follows its address
 			var out []string
 			for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
-				f := strings.Fields(l)
-				out = append(out, f[0]+" "+strings.Join(f[2:], " "))
+				f := append(strings.Fields(l), "", "") // an empty value (no registry) leaves only the name
+				out = append(out, f[0]+" "+strings.TrimSpace(strings.Join(f[2:], " ")))
 			}
 			return out
 		}
