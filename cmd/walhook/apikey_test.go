@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/walhook/walhook/internal/api"
 )
 
@@ -46,6 +48,21 @@ func TestAPIKeyCommands(t *testing.T) {
 	_, tenantKey := created("--name", "acme-portal", "--tenant", "acme", "--expires-in", "720h")
 	if p, err := keys.Authenticate(t.Context(), tenantKey); err != nil || p.Tenant != "acme" || !strings.HasPrefix(tenantKey, api.TenantKeyPrefix) {
 		t.Fatalf("the tenant token %s: %+v %v", tenantKey, p, err)
+	}
+
+	// Stored as their SHA-256 only: no row holds either key's text.
+	for _, k := range []string{opKey, tenantKey} {
+		var plain, hashed int
+		conn, err := pgx.Connect(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE position($1 in k::text) > 0), count(*) FILTER (WHERE k.hash = sha256(convert_to($1, 'UTF8')))
+			FROM hook.api_key k`, k).Scan(&plain, &hashed)
+		_ = conn.Close(t.Context())
+		if err != nil || plain != 0 || hashed != 1 {
+			t.Fatalf("hook.api_key: %d rows hold the key, %d its SHA-256 (%v); want 0 and 1", plain, hashed, err)
+		}
 	}
 
 	out, err := runAPICommand(t, "key", "list", "--config", cfg)
