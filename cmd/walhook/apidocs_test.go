@@ -188,3 +188,31 @@ func waitAPI(t *testing.T, base string) {
 		t.Fatalf("walhook dev said it is ready but GET %s/openapi.json answered %s", base, resp.Status)
 	}
 }
+
+// TestDocsPicturesExist: every picture README.md and docs/ show is in the repository, a real PNG,
+// and docs/api.md shows every console screenshot TestConsoleInBrowser takes.
+func TestDocsPicturesExist(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	files = append(files, filepath.Join("..", "..", "README.md"))
+	shown := map[string]bool{}
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`!\[[^\]]*\]\(([^)\s]+)\)`).FindAllSubmatch(text, -1) {
+			path := filepath.Join(filepath.Dir(f), string(m[1]))
+			shown[filepath.Clean(path)] = true
+			b, err := os.ReadFile(path)
+			if err != nil || !strings.HasPrefix(string(b), "\x89PNG") || len(b) < 10000 {
+				t.Errorf("%s shows %s: %v (%d bytes)", f, m[1], err, len(b))
+			}
+		}
+	}
+	shots, _ := filepath.Glob(filepath.Join("..", "..", "docs", "screenshots", "*.png"))
+	for _, want := range []string{"console-overview", "console-subscriptions", "console-delivery", "console-dead-letters", "console-tenant-portal"} {
+		if p := filepath.Join("..", "..", "docs", "screenshots", want+".png"); !shown[p] {
+			t.Errorf("no document shows %s (have %v)", p, shots)
+		}
+	}
+}
