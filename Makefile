@@ -9,7 +9,7 @@ BIN       ?= bin/walhook
 DEVFLAGS  ?=
 
 # The packages whose tests talk to Kafka: `make test-kafka` runs them against Apache Kafka.
-KAFKA_PKGS ?= ./avro ./cdc ./pipeline ./sinks/... ./internal/status ./internal/kafkaconn ./cmd/walhook
+KAFKA_PKGS ?= ./avro ./cdc ./pipeline ./sinks/... ./internal/status ./internal/kafkaconn ./internal/api ./cmd/walhook
 
 .PHONY: run run-kafka test test-kafka bench chaos e2e lint build clean
 
