@@ -34,11 +34,14 @@ type recState struct {
 }
 
 // event is sent to a partition: a task finished (retryAt zero), an ordered task must be
-// retried at retryAt, or a held task is due.
+// retried (or, deferred, tried for the first time at its current attempt) at retryAt, a held
+// task is due, or an endpoint whose full queue paused the partition is below half again.
 type event struct {
-	t       *task
-	retryAt time.Time
-	due     bool
+	t        *task
+	retryAt  time.Time
+	due      bool
+	deferred bool
+	unblock  *endpoint
 }
 
 type topicKind int
@@ -74,11 +77,13 @@ type partition struct {
 	paused  bool
 	chains  map[chainKey]*chain
 	held    map[*task]struct{}
+	blocked map[*endpoint]struct{} // endpoints whose full queue pauses this partition
 }
 
 func newPartition(s *Sink, topic string, id int32) *partition {
 	p := &partition{s: s, topic: topic, id: id, kind: s.topicKind(topic),
-		done: make(chan struct{}), wake: make(chan struct{}, 1), chains: map[chainKey]*chain{}, held: map[*task]struct{}{}}
+		done: make(chan struct{}), wake: make(chan struct{}, 1), chains: map[chainKey]*chain{}, held: map[*task]struct{}{},
+		blocked: map[*endpoint]struct{}{}}
 	p.committable.Store(-1)
 	return p
 }
@@ -213,7 +218,14 @@ func (p *partition) start(t *task) {
 		p.startOrdered(t)
 		return
 	}
-	p.s.dispatch(t)
+	p.dispatch(t)
+}
+
+// dispatch hands t to its endpoint and notes when the endpoint's queue is full.
+func (p *partition) dispatch(t *task) {
+	if p.s.dispatch(t) {
+		p.blocked[t.ep] = struct{}{}
+	}
 }
 
 func (p *partition) hold(t *task, wait time.Duration) {
@@ -224,16 +236,20 @@ func (p *partition) hold(t *task, wait time.Duration) {
 func (p *partition) onEvent(ev event) {
 	t := ev.t
 	switch {
+	case ev.unblock != nil:
+		delete(p.blocked, ev.unblock)
 	case ev.due:
 		delete(p.held, t)
 		t.timer = nil
 		if t.ordered {
-			p.s.dispatch(t) // an ordered retry: its chain is still busy with it
+			p.dispatch(t) // an ordered retry: its chain is still busy with it
 			return
 		}
 		p.start(t)
 	case !ev.retryAt.IsZero():
-		t.job.Attempt++
+		if !ev.deferred {
+			t.job.Attempt++
+		}
 		t.job.Due = ev.retryAt
 		p.hold(t, time.Until(ev.retryAt))
 	default:
@@ -258,10 +274,10 @@ func (p *partition) advance() {
 	}
 	limit := p.s.cfg.Deliver.MaxPending
 	switch {
-	case !p.paused && p.pending >= limit:
+	case !p.paused && (p.pending >= limit || len(p.blocked) > 0):
 		p.paused = true
 		p.s.cl.PauseFetchPartitions(map[string][]int32{p.topic: {p.id}})
-	case p.paused && p.pending < limit/2:
+	case p.paused && p.pending < limit/2 && len(p.blocked) == 0:
 		p.paused = false
 		p.s.cl.ResumeFetchPartitions(map[string][]int32{p.topic: {p.id}})
 	}

@@ -15,6 +15,38 @@ import (
 	"github.com/walhook/walhook/internal/redact"
 )
 
+// errCircuitOpen defers a delivery without a request (and without using up an attempt).
+var errCircuitOpen = errors.New("endpoint circuit open after consecutive failures (deliver.circuit_failures)")
+
+// deferTask puts off t until until without a request: its attempt number is unchanged, nothing
+// is written to the attempt log and the subscription's health is untouched, since the receiver
+// was not asked. An ordered task is held in its chain by the partition; any other goes through a
+// retry topic, so that a dead endpoint holds neither memory nor a partition.
+func (s *Sink) deferTask(t *task, until time.Time, why error) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.m.deferred.WithLabelValues(deferReason(why)).Inc()
+	if t.ordered {
+		t.part.post(event{t: t, retryAt: until, deferred: true})
+		return
+	}
+	j := t.job
+	j.Due = until
+	j.Kind = "retry"
+	v, _ := json.Marshal(j)
+	rec := &kgo.Record{Topic: s.cfg.Kafka.WebhookRetryTopic(s.tierFor(time.Until(until))), Key: jobKey(j.Subscription, t.snap.Key),
+		Value: v, Headers: t.traceHeaders()}
+	s.produceThen([]*kgo.Record{rec}, func() { t.part.post(event{t: t}) })
+}
+
+func deferReason(err error) string {
+	if errors.Is(err, errCircuitOpen) {
+		return "circuit_open"
+	}
+	return "other"
+}
+
 // backoff is the delay before attempt n+1 after attempt n failed: the schedule's entry with
 // jitter, or the endpoint's Retry-After (capped) when it asked for one.
 func (s *Sink) backoff(n int, retryAfter time.Duration) time.Duration {

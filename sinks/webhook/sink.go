@@ -208,6 +208,7 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 	l := &listener{url: s.cfg.Postgres.URL, db: s.pool, idx: s.idx, interval: s.cfg.Deliver.ReloadInterval, log: s.log}
 	bg.Go(func() { _ = l.run(ctx) })
 	bg.Go(func() { s.commitLoop(ctx) })
+	bg.Go(func() { s.eps.sweepLoop(ctx, s.cfg.Deliver.EndpointIdleTimeout) })
 	s.log.Info("webhook sink started", zap.Strings("topics", s.consumedTopics()), zap.String("group", s.cfg.WebhookGroup()),
 		zap.Int("subscriptions", len(subs)))
 
@@ -526,15 +527,16 @@ func (s *Sink) match(p *partition, snap *avro.Snapshot) []*task {
 }
 
 // dispatch hands a due task to its endpoint, or ends it when its subscription is disabled or
-// gone.
-func (s *Sink) dispatch(t *task) {
+// gone. It reports whether the endpoint's queue is full (see endpoints.submit).
+func (s *Sink) dispatch(t *task) (full bool) {
 	sub := s.idx.get(t.job.Subscription)
 	switch {
 	case sub == nil:
 		s.finishWithout(t, OutcomeUnknown, "subscription no longer exists")
-	case !sub.Enabled:
+	case stopsDelivery(sub, &t.snap):
 		s.finishWithout(t, OutcomeDisabledTarget, sub.DisabledReason)
 	default:
-		s.eps.submit(t, sub)
+		return s.eps.submit(t, sub)
 	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/internal/redact"
 )
 
@@ -58,6 +59,11 @@ func (s *Subscription) signer(now time.Time) (signer, error) {
 // String never includes the secrets, nor the URL's password or query values.
 func (s *Subscription) String() string {
 	return fmt.Sprintf("subscription %s (tenant %s, %s → %s)", s.UUID, s.Tenant, s.EventType, redact.URL(s.URL))
+}
+
+// stopsDelivery: sub is disabled, so snap is not sent to it.
+func stopsDelivery(sub *Subscription, snap *avro.Snapshot) bool {
+	return !sub.Enabled
 }
 
 type indexKey struct{ tenant, eventType string }
