@@ -2,6 +2,11 @@ package webhook_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"sort"
 	"testing"
 	"time"
@@ -20,6 +25,9 @@ func TestSinkScale(t *testing.T) {
 	s := startServers(t)
 	t.Run("BackpressureNoWastedAttempts", func(t *testing.T) { testBackpressure(t, s) })
 	t.Run("DeadEndpointUsesEveryAttempt", func(t *testing.T) { testDeadEndpointAttempts(t, s) })
+	t.Run("SlowTenantDoesNotStarveOthers", func(t *testing.T) { testTenantFairness(t, s) })
+	t.Run("ConcurrencyAdapts", func(t *testing.T) { testAdaptiveConcurrency(t, s) })
+	t.Run("RetryAfterPausesHost", func(t *testing.T) { testRetryAfterPausesHost(t, s) })
 }
 
 // deadLetters reads the dead-letter topic.
@@ -148,4 +156,118 @@ func snapsFor(tenant string, n int) []avro.Snapshot {
 		out[i] = snap(fmt.Sprint(1000+i), tenant, 1)
 	}
 	return out
+}
+
+// testTenantFairness: one tenant whose path on a shared receiver answers slowly, queued first,
+// and four tenants on the same host with fast paths. The fast tenants' deliveries must not wait
+// behind the slow tenant's backlog: they all arrive while most of the slow tenant's are still
+// pending, and the slow tenant's arrive too.
+func testTenantFairness(t *testing.T, s *servers) {
+	const slowEvents, fastEvents, fastTenants = 40, 50, 4
+	h := newHarness(t, s, func(c *config.Config) { c.Deliver.EndpointConcurrency = 4 })
+	rcv := webhooktest.Start(t)
+	rcv.Respond(func(_ int, r webhooktest.Request) webhooktest.Response {
+		if strings.HasPrefix(r.Path, "/slow") {
+			return webhooktest.Response{Delay: 500 * time.Millisecond}
+		}
+		return webhooktest.Response{}
+	})
+	h.sub("slowco", "incident.instance.updated", rcv.URL()+"/slow")
+	var batch []avro.Snapshot
+	batch = append(batch, snapsFor("slowco", slowEvents)...)
+	for i := range fastTenants {
+		tenant := fmt.Sprintf("fast%d", i)
+		h.sub(tenant, "incident.instance.updated", rcv.URL()+"/fast")
+		batch = append(batch, snapsFor(tenant, fastEvents)...)
+	}
+	h.produce(batch...) // the slow tenant's first: a FIFO per host would serve it first
+	h.run()
+	count := func() (slow, fast int) {
+		for _, r := range rcv.Requests() {
+			if strings.HasPrefix(r.Path, "/slow") {
+				slow++
+			} else {
+				fast++
+			}
+		}
+		return slow, fast
+	}
+	kafkatest.Eventually(t, 60*time.Second, func() error {
+		if _, fast := count(); fast < fastTenants*fastEvents {
+			return fmt.Errorf("%d of %d fast tenants' deliveries", fast, fastTenants*fastEvents)
+		}
+		return nil
+	})
+	if slow, _ := count(); slow > slowEvents/2 {
+		t.Errorf("the fast tenants finished only after %d of the slow tenant's %d deliveries had been requested: they waited behind it",
+			slow, slowEvents)
+	}
+	kafkatest.Eventually(t, 60*time.Second, func() error {
+		if slow, _ := count(); slow < slowEvents {
+			return fmt.Errorf("%d of %d slow tenant's deliveries", slow, slowEvents)
+		}
+		return nil
+	})
+}
+
+// testAdaptiveConcurrency: against a receiver that keeps a steady 20 ms latency whatever the
+// load, the sink's concurrency grows from its start (a quarter of deliver.endpoint_concurrency)
+// and never exceeds deliver.endpoint_concurrency.
+func testAdaptiveConcurrency(t *testing.T, s *servers) {
+	const events, maxConc = 1500, 16
+	var inflight, peak atomic.Int32
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(20 * time.Millisecond) // the receiver's latency, independent of load
+		served.Add(1)
+	}))
+	t.Cleanup(srv.Close)
+	h := newHarness(t, s, func(c *config.Config) { c.Deliver.EndpointConcurrency = maxConc })
+	h.sub("acme", "incident.instance.updated", srv.URL)
+	h.produce(snapsFor("acme", events)...)
+	h.run()
+	kafkatest.Eventually(t, 90*time.Second, func() error {
+		if n := served.Load(); n < events {
+			return fmt.Errorf("%d of %d served", n, events)
+		}
+		return nil
+	})
+	if p := peak.Load(); p <= maxConc/4 || p > maxConc {
+		t.Errorf("peak concurrency %d: want it to grow above the start (%d) and stay at most %d", p, maxConc/4, maxConc)
+	}
+}
+
+// testRetryAfterPausesHost: a 429 with Retry-After: 2 pauses every request to that host for 2 s,
+// not only the retry of the delivery that got it.
+func testRetryAfterPausesHost(t *testing.T, s *servers) {
+	h := newHarness(t, s, func(c *config.Config) { c.Deliver.EndpointConcurrency = 1 })
+	rcv := webhooktest.Start(t)
+	rcv.Respond(func(n int, _ webhooktest.Request) webhooktest.Response {
+		if n == 0 {
+			return webhooktest.Response{Status: http.StatusTooManyRequests, Header: map[string]string{"Retry-After": "2"}}
+		}
+		return webhooktest.Response{}
+	})
+	h.sub("acme", "incident.instance.updated", rcv.URL())
+	h.produce(snapsFor("acme", 5)...)
+	h.run()
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		if n := rcv.Count(); n < 6 {
+			return fmt.Errorf("%d requests, want 6 (one 429 and its retry)", n)
+		}
+		return nil
+	})
+	reqs := rcv.Requests()
+	if gap := reqs[1].At.Sub(reqs[0].At); gap < 2*time.Second {
+		t.Errorf("next request %s after the 429 with Retry-After: 2; the host was not paused", gap)
+	}
 }
