@@ -263,6 +263,12 @@ type Deliver struct {
 	// PostgreSQL's WAL position while snapshots wait for it (subscription lifetime, see
 	// docs/operations.md). Default 100ms.
 	SubscriptionSync time.Duration `yaml:"subscription_sync"`
+	// SubscriptionLifetime is how a subscription's start and end are decided. "commit_lsn" (the
+	// default): it gets exactly the versions whose source transaction committed after it was
+	// enabled and not after it was disabled, by WAL position, however late the sink learns of
+	// the change; the hook tables must be in the source database's PostgreSQL cluster. "read":
+	// by the subscription's state when the sink reads the snapshot (hook tables elsewhere).
+	SubscriptionLifetime string `yaml:"subscription_lifetime"`
 	// CircuitFailures consecutive failed attempts open an endpoint's circuit: for CircuitCooldown
 	// its deliveries are deferred to the retry topics without a request, and without using up
 	// one of their attempts. Default 5.

@@ -35,6 +35,12 @@ const (
 	defaultRetryScheduleTotalHint = "about 71h"
 )
 
+// The values of Deliver.SubscriptionLifetime.
+const (
+	LifetimeCommitLSN = "commit_lsn"
+	LifetimeRead      = "read"
+)
+
 // DefaultRetrySchedule is the default Deliver.RetrySchedule: 12 attempts over about 71 hours.
 func DefaultRetrySchedule() []time.Duration {
 	return []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
@@ -74,6 +80,7 @@ func (d *Deliver) SetDefaults() {
 	}
 	setDuration(&d.EndpointIdleTimeout, DefaultEndpointIdleTimeout)
 	setDuration(&d.SubscriptionSync, DefaultSubscriptionSync)
+	setString(&d.SubscriptionLifetime, LifetimeCommitLSN)
 	setInt(&d.CircuitFailures, DefaultCircuitFailures)
 	setDuration(&d.CircuitCooldown, DefaultCircuitCooldown)
 	setInt(&d.MaxPayloadBytes, DefaultMaxPayloadBytes)
@@ -170,6 +177,9 @@ func (v *checker) deliver(d *Deliver) {
 	}
 	if d.EndpointRate < 0 {
 		v.add("deliver.endpoint_rate", "%g; must be 0 (no rate limit, the default) or positive, in requests per second", d.EndpointRate)
+	}
+	if d.SubscriptionLifetime != LifetimeCommitLSN && d.SubscriptionLifetime != LifetimeRead {
+		v.add("deliver.subscription_lifetime", "%q; use commit_lsn (the default: hook tables in the source database's cluster) or read", d.SubscriptionLifetime)
 	}
 	if d.EndpointTenantShare <= 0 || d.EndpointTenantShare > 1 {
 		v.add("deliver.endpoint_tenant_share", "%g; must be in (0, 1] (default %g)", d.EndpointTenantShare, DefaultEndpointTenantShare)

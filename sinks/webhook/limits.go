@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/walhook/walhook/config"
 )
 
 // An endpoint (scheme://host:port) is one receiver server: every subscription pointing at it
@@ -399,7 +401,7 @@ func (e *endpoints) do(ep *endpoint, t *task, pause time.Duration, open bool, op
 		ended(nil)
 		s.finishWithout(t, OutcomeUnknown, "subscription no longer exists")
 		return
-	case stopsDelivery(sub, &t.snap):
+	case stopsDelivery(sub, &t.snap, s.cfg.Deliver.SubscriptionLifetime == config.LifetimeCommitLSN):
 		ended(nil)
 		s.finishWithout(t, OutcomeDisabledTarget, sub.DisabledReason)
 		return

@@ -193,6 +193,10 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
 			return nil
 		}
+		p.s.awaitSubscriptions(ctx, &snap)
+		if ctx.Err() != nil {
+			return nil
+		}
 		return p.s.traced(r, p.s.match(p, &snap))
 	default:
 		j, err := decodeJob(r.Value)

@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -203,13 +202,14 @@ func (s *Sink) produceThen(recs []*kgo.Record, done func()) {
 	}
 }
 
-// noteSuccess clears a subscription's failing_since.
+// noteSuccess clears a subscription's failing_since. Health is written only on transitions, by
+// the health writer (health.go), never on the delivery path.
 func (s *Sink) noteSuccess(sub *Subscription) {
 	if sub == nil || sub.FailingSince.IsZero() {
 		return
 	}
 	s.idx.update(sub.UUID, func(c *Subscription) { c.FailingSince = time.Time{} })
-	s.exec("clear failing_since", `UPDATE hook.subscription SET failing_since = NULL WHERE uuid = $1`, sub.UUID)
+	s.health.failing(sub.UUID, time.Time{})
 }
 
 // noteFailure records the start of a failing streak and disables the subscription when the
@@ -224,7 +224,7 @@ func (s *Sink) noteFailure(sub *Subscription, at time.Time) bool {
 	}
 	if cur.FailingSince.IsZero() {
 		s.idx.update(sub.UUID, func(c *Subscription) { c.FailingSince = at })
-		s.exec("set failing_since", `UPDATE hook.subscription SET failing_since = $2 WHERE uuid = $1 AND failing_since IS NULL`, sub.UUID, at)
+		s.health.failing(sub.UUID, at)
 		return false
 	}
 	if at.Sub(cur.FailingSince) < s.cfg.Deliver.AutoDisableAfter {
@@ -244,8 +244,7 @@ func (s *Sink) disable(sub *Subscription, reason string) {
 	s.m.disabled.WithLabelValues(disableLabel(reason)).Inc()
 	s.log.Warn("subscription disabled", zap.String("subscription", sub.UUID), zap.String("tenant", sub.Tenant),
 		zap.String("event_type", sub.EventType), zap.String("reason", reason))
-	s.exec("disable subscription", `UPDATE hook.subscription SET is_enabled = false, disabled_at = now(),
-		disabled_reason = $2, updated_at = now() WHERE uuid = $1 AND is_enabled`, sub.UUID, reason)
+	s.health.disable(sub.UUID, reason)
 }
 
 func disableLabel(reason string) string {
@@ -253,14 +252,4 @@ func disableLabel(reason string) string {
 		return "auto"
 	}
 	return "gone"
-}
-
-// exec runs a health or disable statement. Failures are logged: the in-memory index already
-// holds the change, and the next failure or reload tries again.
-func (s *Sink) exec(what, sql string, args ...any) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	if err := s.pool.Exec(ctx, sql, args...); err != nil && s.ctx.Err() == nil {
-		s.log.Warn("webhook: "+what+" in hook.subscription failed", zap.Error(err))
-	}
 }

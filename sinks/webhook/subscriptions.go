@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +41,10 @@ type Subscription struct {
 	FailingSince      time.Time // zero when not failing
 	DisabledReason    string
 	CreatedAt         time.Time
+	// EnabledLSN and DisabledLSN bound the subscription's lifetime in the WAL (see match and
+	// stopsDelivery); 0 when unset.
+	EnabledLSN  uint64
+	DisabledLSN uint64
 }
 
 // signer returns the keys the subscription signs with at now.
@@ -61,32 +67,64 @@ func (s *Subscription) String() string {
 	return fmt.Sprintf("subscription %s (tenant %s, %s → %s)", s.UUID, s.Tenant, s.EventType, redact.URL(s.URL))
 }
 
-// stopsDelivery: sub is disabled, so snap is not sent to it.
-func stopsDelivery(sub *Subscription, snap *avro.Snapshot) bool {
-	return !sub.Enabled
+// The subscription lifetime rule: a subscription receives the versions whose source transaction
+// committed after it was enabled and not after it was disabled. EnabledLSN and DisabledLSN are
+// WAL positions taken inside the enabling and disabling transactions (hook.subscription_lifetime
+// in the schema); a snapshot carries its source transaction's commit LSN. Snapshots without one
+// (CommitLSN 0, written by other tools) fall back to the subscription state when they are read.
+
+// stopsDelivery: sub is disabled and snap is not one of the versions it still gets (those
+// committed before the disable, unless the sink itself disabled it: 410 Gone or auto-disable
+// stop every delivery at once).
+func stopsDelivery(sub *Subscription, snap *avro.Snapshot, byLSN bool) bool {
+	if sub.Enabled {
+		return false
+	}
+	l := snap.CommitLSN
+	return !byLSN || l == 0 || sub.DisabledLSN == 0 || l > sub.DisabledLSN || disabledBySink(sub.DisabledReason)
+}
+
+func disabledBySink(reason string) bool {
+	return strings.HasPrefix(reason, "auto-disabled") || strings.Contains(reason, "410 Gone")
 }
 
 type indexKey struct{ tenant, eventType string }
 
-// index is the in-memory view of hook.subscription: (tenant, event type) → subscriptions,
-// disabled ones included so deliveries to them can be logged as "disabled target".
+// index is the in-memory view of hook.subscription. The hot map holds the enabled subscriptions
+// by (tenant, event type); disabled ones are kept in the cold map only for
+// coldRetention after the sink learned of the disable (they still get the versions committed
+// before it, and later ones are logged as "disabled target"), then forgotten.
+//
+// synced is the WAL position up to which every committed subscription change has been applied:
+// a snapshot committed at or below it can be matched exactly (see waitSynced).
 type index struct {
-	mu     sync.RWMutex
-	byKey  map[indexKey][]*Subscription // guarded by mu
-	byUUID map[string]*Subscription     // guarded by mu
-	loaded time.Time                    // guarded by mu
+	mu       sync.RWMutex
+	hot      map[indexKey][]*Subscription // guarded by mu
+	cold     map[indexKey][]*Subscription // guarded by mu
+	byUUID   map[string]*Subscription     // guarded by mu
+	coldAt   map[string]time.Time         // guarded by mu; when a cold subscription went cold
+	loaded   time.Time                    // guarded by mu
+	synced   uint64                       // guarded by mu
+	walEnd   uint64                       // guarded by mu; the latest WAL position read
+	advanced chan struct{}                // guarded by mu; closed and replaced when synced advances
+	wanted   atomic.Bool                  // a partition waits for synced to advance
 }
+
+// coldRetention is how long a disabled subscription stays in memory.
+const coldRetention = time.Hour
 
 func newIndex() *index {
-	return &index{byKey: map[indexKey][]*Subscription{}, byUUID: map[string]*Subscription{}}
+	return &index{hot: map[indexKey][]*Subscription{}, cold: map[indexKey][]*Subscription{},
+		byUUID: map[string]*Subscription{}, coldAt: map[string]time.Time{}, advanced: make(chan struct{})}
 }
 
-// match returns the subscriptions (enabled or not) of tenant and event type. The slice is
-// shared: do not modify it.
-func (x *index) match(tenant, eventType string) []*Subscription {
+// match returns the subscriptions of tenant and event type that may get a snapshot: the enabled
+// ones and the recently disabled ones. The slices are shared: do not modify them.
+func (x *index) match(tenant, eventType string) (enabled, disabled []*Subscription) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.byKey[indexKey{tenant, eventType}]
+	k := indexKey{tenant, eventType}
+	return x.hot[k], x.cold[k]
 }
 
 func (x *index) get(uuid string) *Subscription {
@@ -95,21 +133,89 @@ func (x *index) get(uuid string) *Subscription {
 	return x.byUUID[uuid]
 }
 
+// replace swaps in a full load.
 func (x *index) replace(subs []*Subscription) {
-	byKey := make(map[indexKey][]*Subscription, len(subs))
-	byUUID := make(map[string]*Subscription, len(subs))
-	for _, s := range subs {
-		k := indexKey{s.Tenant, s.EventType}
-		byKey[k] = append(byKey[k], s)
-		byUUID[s.UUID] = s
-	}
+	now := time.Now()
 	x.mu.Lock()
-	x.byKey, x.byUUID, x.loaded = byKey, byUUID, time.Now()
-	x.mu.Unlock()
+	defer x.mu.Unlock()
+	old := x.coldAt
+	x.hot, x.cold = make(map[indexKey][]*Subscription, len(subs)), map[indexKey][]*Subscription{}
+	x.byUUID = make(map[string]*Subscription, len(subs))
+	x.coldAt = map[string]time.Time{}
+	for _, s := range subs {
+		if !s.Enabled {
+			at, ok := old[s.UUID]
+			if !ok {
+				at = now
+			}
+			x.coldAt[s.UUID] = at
+		}
+		x.insert(s)
+	}
+	x.loaded = now
+}
+
+// apply applies changed rows and removes deleted uuids: an incremental reload.
+func (x *index) apply(changed []*Subscription, deleted []string) {
+	now := time.Now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, s := range changed {
+		x.remove(s.UUID)
+		if !s.Enabled {
+			x.coldAt[s.UUID] = now
+		}
+		x.insert(s)
+	}
+	for _, u := range deleted {
+		x.remove(u)
+	}
+}
+
+// insert adds s; x.mu is held and s.UUID is not in the index.
+func (x *index) insert(s *Subscription) {
+	m := x.hot
+	if !s.Enabled {
+		m = x.cold
+		if _, ok := x.coldAt[s.UUID]; !ok {
+			x.coldAt[s.UUID] = time.Now()
+		}
+	}
+	k := indexKey{s.Tenant, s.EventType}
+	m[k] = append(m[k][:len(m[k]):len(m[k])], s) // copy on write: match's callers hold the old slice
+	x.byUUID[s.UUID] = s
+}
+
+// remove drops uuid; x.mu is held.
+func (x *index) remove(uuid string) {
+	old := x.byUUID[uuid]
+	if old == nil {
+		return
+	}
+	delete(x.byUUID, uuid)
+	m := x.hot
+	if !old.Enabled {
+		m = x.cold
+	}
+	k := indexKey{old.Tenant, old.EventType}
+	list := make([]*Subscription, 0, len(m[k]))
+	for _, s := range m[k] {
+		if s.UUID != uuid {
+			list = append(list, s)
+		}
+	}
+	if len(list) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = list
+	}
+	if old.Enabled {
+		delete(x.coldAt, uuid)
+	}
 }
 
 // update replaces one subscription by a modified copy (the sink disabling it or noting a
-// failure) until the next reload brings the row.
+// failure) until a reload brings the row.
 func (x *index) update(uuid string, fn func(*Subscription)) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -119,42 +225,89 @@ func (x *index) update(uuid string, fn func(*Subscription)) {
 	}
 	c := *old
 	fn(&c)
-	x.byUUID[uuid] = &c
-	k := indexKey{c.Tenant, c.EventType}
-	list := append([]*Subscription(nil), x.byKey[k]...)
-	for i := range list {
-		if list[i].UUID == uuid {
-			list[i] = &c
+	x.remove(uuid)
+	x.insert(&c)
+}
+
+// forgetCold drops disabled subscriptions that went cold more than retention ago.
+func (x *index) forgetCold(now time.Time, retention time.Duration) (n int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for u, at := range x.coldAt {
+		if now.Sub(at) >= retention {
+			x.remove(u)
+			delete(x.coldAt, u)
+			n++
 		}
 	}
-	x.byKey[k] = list
+	return n
 }
 
 func (x *index) counts() (enabled, disabled int) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	for _, s := range x.byUUID {
-		if s.Enabled {
-			enabled++
-		} else {
-			disabled++
+	return len(x.byUUID) - len(x.coldAt), len(x.coldAt)
+}
+
+// setSynced records that every subscription change committed before lsn is applied, and that
+// the WAL reached walEnd.
+func (x *index) setSynced(lsn, walEnd uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.walEnd = max(x.walEnd, walEnd)
+	x.synced = max(x.synced, lsn)
+	close(x.advanced) // every round wakes the waiters: they check walEnd too
+	x.advanced = make(chan struct{})
+}
+
+// waitSynced waits until every subscription change committed before lsn is applied, so that
+// a snapshot committed at lsn is matched against the subscriptions as they were at its commit.
+// It gives up (reporting false) after timeout, or at once when lsn is beyond the WAL of the
+// hook database: the snapshots then come from another PostgreSQL cluster, whose LSNs say
+// nothing about this one's.
+func (x *index) waitSynced(ctx context.Context, lsn uint64, timeout time.Duration) bool {
+	var deadline <-chan time.Time
+	for wakeups := 0; ; wakeups++ {
+		x.mu.RLock()
+		synced, walEnd, ch := x.synced, x.walEnd, x.advanced
+		x.mu.RUnlock()
+		if synced >= lsn {
+			return true
+		}
+		if walEnd != 0 && lsn > walEnd && wakeups >= 2 {
+			return false // walEnd was read after we started waiting: lsn is not of this cluster
+		}
+		if deadline == nil {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			deadline = t.C
+		}
+		x.wanted.Store(true)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			return false
+		case <-ch:
 		}
 	}
-	return enabled, disabled
 }
 
 const selectSubscriptions = `SELECT s.id, s.uuid::text, s.application_id, s.tenant_id, s.event_type, s.url, s.method,
 	s.headers, s.format, s.ordered, s.is_enabled, s.secret, coalesce(s.previous_secret, ''),
 	coalesce(s.previous_secret_expires_at, 'epoch'), coalesce(s.failing_since, 'epoch'),
-	coalesce(s.disabled_reason, ''), s.created_at
+	coalesce(s.disabled_reason, ''), s.created_at, `+lifetimeColumns+`
 FROM hook.subscription s`
+
+// lifetimeColumns are the subscription's lifetime LSNs as numbers (0 when unset).
+const lifetimeColumns = `coalesce((enabled_lsn - '0/0')::bigint, 0), coalesce((disabled_lsn - '0/0')::bigint, 0)`
 
 func scanSubscription(row pgx.Row) (*Subscription, error) {
 	var s Subscription
 	var headers []byte
 	err := row.Scan(&s.ID, &s.UUID, &s.AppID, &s.Tenant, &s.EventType, &s.URL, &s.Method, &headers, &s.Format,
 		&s.Ordered, &s.Enabled, &s.Secret, &s.PreviousSecret, &s.PreviousExpiresAt, &s.FailingSince,
-		&s.DisabledReason, &s.CreatedAt)
+		&s.DisabledReason, &s.CreatedAt, &s.EnabledLSN, &s.DisabledLSN)
 	if err != nil {
 		return nil, err
 	}
@@ -169,19 +322,26 @@ func scanSubscription(row pgx.Row) (*Subscription, error) {
 	return &s, nil
 }
 
-// loadAll reads every subscription.
+// loadAll reads the subscriptions the sink keeps: the enabled ones and those disabled within
+// coldRetention.
 func loadAll(ctx context.Context, d *db) ([]*Subscription, error) {
 	var out []*Subscription
 	err := d.with(ctx, func(c *pgx.Conn) error {
 		var err error
-		out, err = loadAllConn(ctx, c)
+		out, err = querySubscriptions(ctx, c, selectSubscriptions+` WHERE s.is_enabled OR s.disabled_at IS NULL
+			OR s.disabled_at > now() - make_interval(secs => $1) ORDER BY s.id`, coldRetention.Seconds())
 		return err
 	})
 	return out, err
 }
 
+// loadAllConn reads every subscription.
 func loadAllConn(ctx context.Context, c dbConn) ([]*Subscription, error) {
-	rows, err := c.Query(ctx, selectSubscriptions+" ORDER BY s.id")
+	return querySubscriptions(ctx, c, selectSubscriptions+" ORDER BY s.id")
+}
+
+func querySubscriptions(ctx context.Context, c dbConn, sql string, args ...any) ([]*Subscription, error) {
+	rows, err := c.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: load hook.subscription: %w; apply the hook schema (internal/demo/schema.sql) to postgres.url", err)
 	}
@@ -197,13 +357,54 @@ func loadAllConn(ctx context.Context, c dbConn) ([]*Subscription, error) {
 	return out, rows.Err()
 }
 
-// listener keeps an index current: LISTEN for NOTIFYs of the subscription trigger, reload on
-// each (coalesced), and reload every interval as a safety net. It owns its connection.
+// loadByUUID reads the given subscriptions; uuids without a row are returned as deleted.
+func loadByUUID(ctx context.Context, d *db, uuids []string) (changed []*Subscription, deleted []string, err error) {
+	err = d.with(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, selectSubscriptions+" WHERE s.uuid = ANY($1::text[]::uuid[])", uuids)
+		if err != nil {
+			return fmt.Errorf("webhook: load changed subscriptions: %w", err)
+		}
+		defer rows.Close()
+		seen := make(map[string]bool, len(uuids))
+		for rows.Next() {
+			s, err := scanSubscription(rows)
+			if err != nil {
+				return fmt.Errorf("webhook: read hook.subscription: %w", err)
+			}
+			changed = append(changed, s)
+			seen[s.UUID] = true
+		}
+		for _, u := range uuids {
+			if !seen[u] {
+				deleted = append(deleted, u)
+			}
+		}
+		return rows.Err()
+	})
+	return changed, deleted, err
+}
+
+// walPosition is PostgreSQL's current WAL write position.
+func walPosition(ctx context.Context, c *pgx.Conn) (uint64, error) {
+	var lsn uint64
+	err := c.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&lsn)
+	return lsn, err
+}
+
+// listener keeps an index current. It LISTENs for the subscription trigger's NOTIFYs (payload:
+// the row's uuid) and reloads just the changed rows, fully reloads every interval as a safety
+// net, and, while a partition waits for it (index.waitSynced), runs sync rounds every sync
+// interval: read the WAL position W, apply the changes notified so far, and declare synced the W
+// of the previous round. A change committed before that earlier W has been notified by now (a
+// NOTIFY is sent at its commit and a round is at least the sync interval apart), so every
+// change committed before the declared position is applied, long transactions included. It owns
+// its connection; the index's loads go through db.
 type listener struct {
 	url      string
 	db       *db
 	idx      *index
 	interval time.Duration
+	sync     time.Duration
 	log      *zap.Logger
 	onReload func()
 }
@@ -236,14 +437,25 @@ func (l *listener) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return fmt.Errorf("LISTEN %s: %w", NotifyChannel, err)
 	}
-	// Reload after LISTEN so no change between the last load and now is missed.
+	// Fully reload after LISTEN so no change between the last load and now is missed; the WAL
+	// position read before it is the first round's.
+	prev, err := walPosition(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("read the WAL position: %w", err)
+	}
 	if err := l.reload(ctx); err != nil {
 		return err
 	}
-	next := time.Now().Add(l.interval)
+	l.idx.setSynced(0, prev)
+	nextFull := time.Now().Add(l.interval)
+	changed := map[string]struct{}{}
 	for {
-		wctx, cancel := context.WithDeadline(ctx, next)
-		_, err := conn.WaitForNotification(wctx)
+		wait := nextFull
+		if l.idx.wanted.Load() {
+			wait = time.Now().Add(l.sync)
+		}
+		wctx, cancel := context.WithDeadline(ctx, wait)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -252,25 +464,67 @@ func (l *listener) listen(ctx context.Context) error {
 			return fmt.Errorf("wait for notification: %w", err)
 		}
 		if err == nil {
-			l.drain(ctx, conn)
+			changed[n.Payload] = struct{}{}
+			l.drain(ctx, conn, changed)
 		}
-		if err := l.reload(ctx); err != nil {
-			return err
+		if time.Now().After(nextFull) {
+			clear(changed)
+			if err := l.reload(ctx); err != nil {
+				return err
+			}
+			nextFull = time.Now().Add(l.interval)
 		}
-		next = time.Now().Add(l.interval)
+		if !l.idx.wanted.Load() && len(changed) < 1 {
+			continue
+		}
+		round := l.idx.wanted.Swap(false)
+		var now uint64
+		if round {
+			if now, err = walPosition(ctx, conn); err != nil {
+				return fmt.Errorf("read the WAL position: %w", err)
+			}
+			l.drain(ctx, conn, changed) // what was committed before now has been notified by the next round
+		}
+		if len(changed) > 0 {
+			if err := l.applyChanged(ctx, changed); err != nil {
+				return err
+			}
+		}
+		if round {
+			l.idx.setSynced(prev, now)
+			prev = now
+		}
 	}
 }
 
-// drain swallows notifications already queued so a burst of changes costs one reload.
-func (l *listener) drain(ctx context.Context, conn *pgx.Conn) {
+// drain collects notifications already queued so a burst of changes costs one load.
+func (l *listener) drain(ctx context.Context, conn *pgx.Conn, into map[string]struct{}) {
 	for {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-		_, err := conn.WaitForNotification(dctx)
+		dctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		n, err := conn.WaitForNotification(dctx)
 		cancel()
 		if err != nil {
 			return
 		}
+		into[n.Payload] = struct{}{}
 	}
+}
+
+func (l *listener) applyChanged(ctx context.Context, set map[string]struct{}) error {
+	uuids := make([]string, 0, len(set))
+	for u := range set {
+		uuids = append(uuids, u)
+	}
+	changed, deleted, err := loadByUUID(ctx, l.db, uuids)
+	if err != nil {
+		return err
+	}
+	clear(set)
+	l.idx.apply(changed, deleted)
+	if l.onReload != nil {
+		l.onReload()
+	}
+	return nil
 }
 
 func (l *listener) reload(ctx context.Context) error {
