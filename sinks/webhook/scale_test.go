@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/kafkatest"
@@ -28,6 +30,7 @@ func TestSinkScale(t *testing.T) {
 	t.Run("SlowTenantDoesNotStarveOthers", func(t *testing.T) { testTenantFairness(t, s) })
 	t.Run("ConcurrencyAdapts", func(t *testing.T) { testAdaptiveConcurrency(t, s) })
 	t.Run("RetryAfterPausesHost", func(t *testing.T) { testRetryAfterPausesHost(t, s) })
+	t.Run("SubscriptionLifetimeExact", func(t *testing.T) { testSubscriptionLifetime(t, s, config.LifetimeCommitLSN) })
 }
 
 // deadLetters reads the dead-letter topic.
@@ -269,5 +272,117 @@ func testRetryAfterPausesHost(t *testing.T, s *servers) {
 	reqs := rcv.Requests()
 	if gap := reqs[1].At.Sub(reqs[0].At); gap < 2*time.Second {
 		t.Errorf("next request %s after the 429 with Retry-After: 2; the host was not paused", gap)
+	}
+}
+
+// drained waits until the sink's group has committed the end of every snapshot partition:
+// every snapshot produced so far is finished (delivered or logged as not delivered).
+func (h *harness) drained(within time.Duration) {
+	h.t.Helper()
+	a := kadm.NewClient(h.prod)
+	topic := h.cfg.Kafka.SnapshotTopic(h.root)
+	kafkatest.Eventually(h.t, within, func() error {
+		ends, err := a.ListEndOffsets(h.t.Context(), topic)
+		if err != nil {
+			return err
+		}
+		committed, err := a.FetchOffsets(h.t.Context(), h.cfg.WebhookGroup())
+		if err != nil {
+			return err
+		}
+		var lag []string
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := committed.Lookup(topic, o.Partition)
+			if o.Offset > 0 && (!ok || c.At < o.Offset) {
+				lag = append(lag, fmt.Sprintf("p%d at %d of %d", o.Partition, c.At, o.Offset))
+			}
+		})
+		if len(lag) > 0 {
+			return fmt.Errorf("sink not drained: %v", lag)
+		}
+		return nil
+	})
+}
+
+// testSubscriptionLifetime creates, disables and re-enables subscriptions while a steady
+// stream of snapshots flows through a running sink, each snapshot carrying the WAL position at
+// its production as its commit LSN. Every subscription must receive exactly the snapshots
+// committed while it was enabled: none missed because the sink learned of a creation late, none
+// after a disable, however the sink's NOTIFY handling and the stream interleave.
+func testSubscriptionLifetime(t *testing.T, s *servers, mode string) {
+	const steps = 80
+	h := newHarness(t, s, func(c *config.Config) { c.Deliver.SubscriptionLifetime = mode })
+	rcv := webhooktest.Start(t)
+	subs := map[string]*webhook.Subscription{}
+	create := func(name string) { subs[name] = h.sub("acme", "incident.instance.updated", rcv.URL()+"/"+name) }
+	disable := func(name string) {
+		if err := h.admin.Unsubscribe(t.Context(), subs[name].UUID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enable := func(name string) {
+		if _, err := h.admin.Enable(t.Context(), subs[name].UUID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := map[int][]func(){
+		10: {func() { create("B") }},
+		20: {func() { disable("A") }},
+		30: {func() { create("C") }},
+		40: {func() { create("D") }},
+		41: {func() { disable("D") }},
+		50: {func() { disable("C") }},
+		70: {func() { enable("A") }},
+	}
+	want := map[string]map[string]bool{}
+	expect := func(name string, from, to int) {
+		if want[name] == nil {
+			want[name] = map[string]bool{}
+		}
+		for i := from; i < to; i++ {
+			want[name][fmt.Sprint(i)] = true
+		}
+	}
+	expect("A", 0, 20)
+	expect("A", 70, steps)
+	expect("B", 10, steps)
+	expect("C", 30, 50)
+	expect("D", 40, 41)
+
+	create("A")
+	h.run()
+	for i := range steps {
+		for _, op := range ops[i] {
+			op()
+		}
+		h.produce(snap(fmt.Sprint(i), "acme", 1))
+	}
+	h.drained(60 * time.Second)
+
+	got := map[string]map[string]bool{}
+	for _, r := range rcv.Requests() {
+		name := strings.TrimPrefix(r.Path, "/")
+		if got[name] == nil {
+			got[name] = map[string]bool{}
+		}
+		got[name][fmt.Sprint(parse(t, r).ID)] = true
+	}
+	for name := range subs {
+		var missing, extra []string
+		for k := range want[name] {
+			if !got[name][k] {
+				missing = append(missing, k)
+			}
+		}
+		for k := range got[name] {
+			if !want[name][k] {
+				extra = append(extra, k)
+			}
+		}
+		sort.Strings(missing)
+		sort.Strings(extra)
+		if len(missing)+len(extra) > 0 {
+			t.Errorf("subscription %s: missing snapshots %v, unexpected %v", name, missing, extra)
+		}
 	}
 }

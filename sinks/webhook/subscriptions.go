@@ -296,7 +296,7 @@ func (x *index) waitSynced(ctx context.Context, lsn uint64, timeout time.Duratio
 const selectSubscriptions = `SELECT s.id, s.uuid::text, s.application_id, s.tenant_id, s.event_type, s.url, s.method,
 	s.headers, s.format, s.ordered, s.is_enabled, s.secret, coalesce(s.previous_secret, ''),
 	coalesce(s.previous_secret_expires_at, 'epoch'), coalesce(s.failing_since, 'epoch'),
-	coalesce(s.disabled_reason, ''), s.created_at, `+lifetimeColumns+`
+	coalesce(s.disabled_reason, ''), s.created_at, ` + lifetimeColumns + `
 FROM hook.subscription s`
 
 // lifetimeColumns are the subscription's lifetime LSNs as numbers (0 when unset).
