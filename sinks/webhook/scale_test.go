@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/walhook/walhook/avro"
@@ -31,6 +32,7 @@ func TestSinkScale(t *testing.T) {
 	t.Run("ConcurrencyAdapts", func(t *testing.T) { testAdaptiveConcurrency(t, s) })
 	t.Run("RetryAfterPausesHost", func(t *testing.T) { testRetryAfterPausesHost(t, s) })
 	t.Run("SubscriptionLifetimeExact", func(t *testing.T) { testSubscriptionLifetime(t, s, config.LifetimeCommitLSN) })
+	t.Run("HealthWrittenOnTransitionsBatched", func(t *testing.T) { testHealthWrites(t, s) })
 }
 
 // deadLetters reads the dead-letter topic.
@@ -384,5 +386,66 @@ func testSubscriptionLifetime(t *testing.T, s *servers, mode string) {
 		if len(missing)+len(extra) > 0 {
 			t.Errorf("subscription %s: missing snapshots %v, unexpected %v", name, missing, extra)
 		}
+	}
+}
+
+// testHealthWrites: a receiver that fails every other request flips the subscription between
+// failing and healthy at every request. The sink must not write each flip: hook.subscription is
+// updated at most once per health flush (200 ms), counted by the subscription trigger's
+// NOTIFYs, which fire on every updated row.
+func testHealthWrites(t *testing.T, s *servers) {
+	const events = 40
+	h := newHarness(t, s)
+	rcv := webhooktest.Start(t)
+	rcv.Respond(func(n int, _ webhooktest.Request) webhooktest.Response {
+		if n%2 == 0 {
+			return webhooktest.Response{Status: http.StatusInternalServerError}
+		}
+		return webhooktest.Response{}
+	})
+	sub := h.sub("acme", "incident.instance.updated", rcv.URL())
+	listen, err := pgx.Connect(t.Context(), h.cfg.Postgres.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listen.Close(t.Context())
+	if _, err := listen.Exec(t.Context(), "LISTEN "+webhook.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	stop := h.run()
+	h.produce(snapsFor("acme", events)...)
+	kafkatest.Eventually(t, 60*time.Second, func() error {
+		if n := rcv.Count(); n < events+events/2 {
+			return fmt.Errorf("%d requests", n)
+		}
+		return nil
+	})
+	stop() // its health writer's last flush is done when Run returns
+	reqs := rcv.Requests()
+	elapsed := reqs[len(reqs)-1].At.Sub(reqs[0].At)
+
+	// Notifications arrive in commit order: once our marker is read, every update's has been.
+	if _, err := listen.Exec(t.Context(), "SELECT pg_notify($1, 'marker')", webhook.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	updates := 0
+	for {
+		n, err := listen.WaitForNotification(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Payload == "marker" {
+			break
+		}
+		if n.Payload == sub.UUID {
+			updates++
+		}
+	}
+	flips := len(reqs) - 1
+	limit := int(elapsed/(200*time.Millisecond)) + 2
+	t.Logf("%d requests (%d health flips) over %s: %d updates of the subscription", len(reqs), flips, elapsed, updates)
+	if updates > limit {
+		t.Errorf("%d updates of hook.subscription for %d health flips over %s; want at most one per 200 ms flush (%d)",
+			updates, flips, elapsed, limit)
 	}
 }
