@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/walhook/walhook/avro"
@@ -33,6 +34,7 @@ func TestSinkScale(t *testing.T) {
 	t.Run("RetryAfterPausesHost", func(t *testing.T) { testRetryAfterPausesHost(t, s) })
 	t.Run("SubscriptionLifetimeExact", func(t *testing.T) { testSubscriptionLifetime(t, s, config.LifetimeCommitLSN) })
 	t.Run("HealthWrittenOnTransitionsBatched", func(t *testing.T) { testHealthWrites(t, s) })
+	t.Run("IdleEndpointsReleased", func(t *testing.T) { testIdleEndpoints(t, s) })
 }
 
 // deadLetters reads the dead-letter topic.
@@ -447,5 +449,43 @@ func testHealthWrites(t *testing.T, s *servers) {
 	if updates > limit {
 		t.Errorf("%d updates of hook.subscription for %d health flips over %s; want at most one per 200 ms flush (%d)",
 			updates, flips, elapsed, limit)
+	}
+}
+
+// testIdleEndpoints: an endpoint with nothing pending for deliver.endpoint_idle_timeout is
+// released, and its metric series with it; one still in use keeps them.
+func testIdleEndpoints(t *testing.T, s *servers) {
+	h := newHarness(t, s, func(c *config.Config) { c.Deliver.EndpointIdleTimeout = 300 * time.Millisecond })
+	idle, busy := webhooktest.Start(t), webhooktest.Start(t)
+	busy.Always(webhooktest.Response{Never: true}) // its delivery stays in flight
+	h.sub("acme", "incident.instance.updated", idle.URL())
+	h.sub("acme", "incident.instance.updated", busy.URL())
+	reg := prometheus.NewRegistry()
+	h.run(webhook.WithRegisterer(reg))
+	h.produce(snap("1", "acme", 1))
+	series := func(url string) bool {
+		_, ok, err := sample(reg, "walhook_webhook_endpoint_concurrency", map[string]string{"endpoint": url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	kafkatest.Eventually(t, 20*time.Second, func() error {
+		if idle.Count() != 1 || busy.Count() != 1 {
+			return fmt.Errorf("requests: idle %d, busy %d", idle.Count(), busy.Count())
+		}
+		if !series(idle.URL()) {
+			return fmt.Errorf("no series for %s while delivering", idle.URL())
+		}
+		return nil
+	})
+	kafkatest.Eventually(t, 20*time.Second, func() error {
+		if series(idle.URL()) {
+			return fmt.Errorf("idle endpoint %s still has its series", idle.URL())
+		}
+		return nil
+	})
+	if !series(busy.URL()) {
+		t.Errorf("endpoint %s with a request in flight lost its series", busy.URL())
 	}
 }
