@@ -68,7 +68,7 @@ type child struct {
 
 // startChild runs a sink with cfg in a child process. Its output goes to a file whose tail is
 // logged when the test fails.
-func startChild(t *testing.T, cfg *config.Config, name string) *child {
+func startChild(t testing.TB, cfg *config.Config, name string) *child {
 	t.Helper()
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -112,7 +112,7 @@ func (c *child) kill() {
 }
 
 // running fails the test when the child exited by itself.
-func (c *child) running(t *testing.T) {
+func (c *child) running(t testing.TB) {
 	t.Helper()
 	select {
 	case <-c.exited:

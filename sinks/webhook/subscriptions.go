@@ -450,11 +450,9 @@ func (l *listener) listen(ctx context.Context) error {
 	nextFull := time.Now().Add(l.interval)
 	changed := map[string]struct{}{}
 	for {
-		wait := nextFull
-		if l.idx.wanted.Load() {
-			wait = time.Now().Add(l.sync)
-		}
-		wctx, cancel := context.WithDeadline(ctx, wait)
+		// Wake every sync interval at the latest: a partition may start waiting for a round
+		// meanwhile (index.wanted), and that must not wait for the next notification.
+		wctx, cancel := context.WithDeadline(ctx, minTime(nextFull, time.Now().Add(l.sync)))
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
@@ -495,6 +493,13 @@ func (l *listener) listen(ctx context.Context) error {
 			prev = now
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // drain collects notifications already queued so a burst of changes costs one load.
