@@ -73,6 +73,7 @@ type partition struct {
 
 	// Owned by run.
 	recs    []*recState
+	backlog [][]*kgo.Record // fetched, not yet handled: the partition was full
 	pending int
 	paused  bool
 	chains  map[chainKey]*chain
@@ -130,20 +131,47 @@ func (p *partition) run(ctx context.Context) {
 			return
 		case <-p.wake:
 			in, evs := p.takeWork()
-			for _, recs := range in {
-				for _, r := range recs {
-					if ctx.Err() != nil {
-						return // revoked or stopping: the rest is the next owner's
-					}
-					p.handle(ctx, r)
-				}
-			}
+			p.backlog = append(p.backlog, in...)
 			for _, ev := range evs {
 				p.onEvent(ev)
+			}
+			if !p.handleBacklog(ctx) {
+				return // revoked or stopping: the rest is the next owner's
 			}
 		}
 		p.advance()
 	}
+}
+
+// full: the partition has as many unfinished deliveries as it may, or feeds an endpoint whose
+// queue is full; fetched records wait in the backlog meanwhile.
+func (p *partition) full() bool {
+	return p.pending >= p.s.cfg.Deliver.MaxPending || len(p.blocked) > 0
+}
+
+// handleBacklog turns fetched records into tasks until the partition is full. Records fetched
+// before the pause took effect (or while a snapshot waited for the subscription index) stay in
+// the backlog, as records, not as tasks: memory stays bounded by deliver.max_pending tasks plus
+// what one pause lets through. It reports false when ctx ended.
+func (p *partition) handleBacklog(ctx context.Context) bool {
+	for len(p.backlog) > 0 && !p.full() {
+		recs := p.backlog[0]
+		for len(recs) > 0 && !p.full() {
+			if ctx.Err() != nil {
+				return false
+			}
+			p.handle(ctx, recs[0])
+			recs[0] = nil
+			recs = recs[1:]
+		}
+		if len(recs) == 0 {
+			p.backlog[0] = nil
+			p.backlog = p.backlog[1:]
+		} else {
+			p.backlog[0] = recs
+		}
+	}
+	return ctx.Err() == nil
 }
 
 func (p *partition) cleanup() {
@@ -278,10 +306,10 @@ func (p *partition) advance() {
 	}
 	limit := p.s.cfg.Deliver.MaxPending
 	switch {
-	case !p.paused && (p.pending >= limit || len(p.blocked) > 0):
+	case !p.paused && (p.full() || len(p.backlog) > 0):
 		p.paused = true
 		p.s.cl.PauseFetchPartitions(map[string][]int32{p.topic: {p.id}})
-	case p.paused && p.pending < limit/2 && len(p.blocked) == 0:
+	case p.paused && p.pending < limit/2 && len(p.blocked) == 0 && len(p.backlog) == 0:
 		p.paused = false
 		p.s.cl.ResumeFetchPartitions(map[string][]int32{p.topic: {p.id}})
 	}

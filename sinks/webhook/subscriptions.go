@@ -318,6 +318,9 @@ func scanSubscription(row pgx.Row) (*Subscription, error) {
 		if err := json.Unmarshal(headers, &s.Headers); err != nil {
 			return nil, fmt.Errorf("subscription %s: headers %s are not a JSON object of strings: %w", s.UUID, headers, err)
 		}
+		if len(s.Headers) == 0 {
+			s.Headers = nil // most have none: no empty map each
+		}
 	}
 	return &s, nil
 }
@@ -347,11 +350,25 @@ func querySubscriptions(ctx context.Context, c dbConn, sql string, args ...any) 
 	}
 	defer rows.Close()
 	var out []*Subscription
+	// Interned: at 100,000 subscriptions the repeated tenants, event types, methods and
+	// formats would otherwise be a copy each.
+	intern := map[string]string{}
+	in := func(v *string) {
+		if x, ok := intern[*v]; ok {
+			*v = x
+		} else {
+			intern[*v] = *v
+		}
+	}
 	for rows.Next() {
 		s, err := scanSubscription(rows)
 		if err != nil {
 			return nil, fmt.Errorf("webhook: read hook.subscription: %w", err)
 		}
+		in(&s.Tenant)
+		in(&s.EventType)
+		in(&s.Method)
+		in(&s.Format)
 		out = append(out, s)
 	}
 	return out, rows.Err()
