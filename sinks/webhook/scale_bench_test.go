@@ -35,7 +35,8 @@ import (
 //     from the first request to the last, and the ratio to a bare http.Client with the same
 //     per-host concurrency over the same receivers;
 //   - p99 commit-to-receipt at a steady scaleSteadyRate snapshots/s;
-//   - the child's RSS after start-up and at its peak, and its CPU seconds per 1,000 deliveries.
+//   - the child's RSS after start-up and at its peak, and its CPU seconds per 1,000 deliveries;
+//   - the child's CPU (cores) while 50 subscriptions change per second.
 //
 // WALHOOK_BENCH_SCALE=small divides the sizes by 10 (a quick run).
 func BenchmarkScale(b *testing.B) {
@@ -235,6 +236,19 @@ func benchScale(b *testing.B, s *servers, nSubs, nEvents, nHosts int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	steadyP99 := p99(rcvs)
+
+	// Subscription churn: 50 changes a second for 5 s on an otherwise idle sink; the child's CPU.
+	cpuChurn0, churnStart := procCPU(b, child.cmd.Process.Pid), time.Now()
+	churn := time.NewTicker(time.Second / 50)
+	for i := range 250 {
+		<-churn.C
+		if _, err := conn.Exec(b.Context(), `UPDATE hook.subscription SET updated_at = now() WHERE id = $1`,
+			1+(i*7919)%nSubs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	churn.Stop()
+	churnCores := (procCPU(b, child.cmd.Process.Pid) - cpuChurn0) / time.Since(churnStart).Seconds()
 	rssPeak := procStatus(b, child.cmd.Process.Pid, "VmHWM")
 	child.kill()
 
@@ -249,12 +263,13 @@ func benchScale(b *testing.B, s *servers, nSubs, nEvents, nHosts int) {
 	b.ReportMetric(rssStart/1024, "rss_start_MiB")
 	b.ReportMetric(rssPeak/1024, "rss_peak_MiB")
 	b.ReportMetric(cpu/float64(want)*1000, "cpu_s/1k_deliveries")
+	b.ReportMetric(churnCores, "cores_at_50_changes/s")
 	b.Logf("%d subscriptions over %d tenants on %d host(s): start-up %s, subscription change visible in %s; burst of %d events "+
 		"(%d deliveries) at %.0f/s = %.2f of a bare client (%.0f/s), p99 commit-to-receipt %s; steady %d/s p99 %s; "+
-		"RSS %.0f MiB after start-up, %.0f MiB peak; %.2f CPU-s per 1,000 deliveries",
+		"RSS %.0f MiB after start-up, %.0f MiB peak; %.2f CPU-s per 1,000 deliveries; %.3f cores at 50 subscription changes/s",
 		nSubs, tenants, nHosts, startup.Round(time.Millisecond), change.Round(time.Millisecond), nEvents, want, rate, rate/bare, bare,
 		burstP99.Round(time.Millisecond), scaleSteadyRate, steadyP99.Round(time.Millisecond), rssStart/1024, rssPeak/1024,
-		cpu/float64(want)*1000)
+		cpu/float64(want)*1000, churnCores)
 }
 
 func total(rcvs []*scaleReceiver) int64 {

@@ -331,7 +331,7 @@ func loadAll(ctx context.Context, d *db) ([]*Subscription, error) {
 	var out []*Subscription
 	err := d.with(ctx, func(c *pgx.Conn) error {
 		var err error
-		out, err = querySubscriptions(ctx, c, selectSubscriptions+` WHERE s.is_enabled OR s.disabled_at IS NULL
+		out, err = querySubscriptions(ctx, c, selectSubscriptions+` WHERE s.is_enabled
 			OR s.disabled_at > now() - make_interval(secs => $1) ORDER BY s.id`, coldRetention.Seconds())
 		return err
 	})
