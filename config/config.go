@@ -279,7 +279,7 @@ type Deliver struct {
 	// log line. Default 1048576 (1 MiB).
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
 	// MaxPending bounds the unfinished deliveries per consumed partition; fetching from it pauses
-	// above the bound. Default 10000.
+	// above the bound. It bounds the sink's memory in a burst (about 2 KiB per delivery). Default 4000.
 	MaxPending int `yaml:"max_pending"`
 	// AllowLoopback permits loopback targets, over plain HTTP too. Default false (true in walhook
 	// dev); never in production.

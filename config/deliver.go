@@ -25,7 +25,7 @@ const (
 	DefaultCircuitFailures        = 5
 	DefaultCircuitCooldown        = 30 * time.Second
 	DefaultMaxPayloadBytes        = 1 << 20
-	DefaultDeliverMaxPending      = 10000
+	DefaultDeliverMaxPending      = 4000
 	DefaultDeliverReloadInterval  = 30 * time.Second
 	DefaultDeliverRotationGrace   = 24 * time.Hour
 	DefaultDeliverSessionTimeout  = 10 * time.Second
