@@ -259,9 +259,9 @@ type Deliver struct {
 	// EndpointIdleTimeout releases an endpoint's queue, limits and metric series after it had
 	// nothing pending for this long. Default 5m.
 	EndpointIdleTimeout time.Duration `yaml:"endpoint_idle_timeout"`
-	// SubscriptionSync is how often the sink confirms its subscription index is current up to
-	// PostgreSQL's WAL position while snapshots wait for it (subscription lifetime, see
-	// docs/operations.md). Default 100ms.
+	// SubscriptionSync is how long, at most, a snapshot newer than the sink's subscription index
+	// waits before the sink confirms the index is current up to PostgreSQL's WAL position (one
+	// round trip; subscription lifetime, see docs/operations.md). Default 10ms.
 	SubscriptionSync time.Duration `yaml:"subscription_sync"`
 	// SubscriptionLifetime is how a subscription's start and end are decided. "commit_lsn" (the
 	// default): it gets exactly the versions whose source transaction committed after it was

@@ -21,7 +21,7 @@ const (
 	DefaultEndpointQueue          = 1000
 	DefaultEndpointTenantShare    = 0.5
 	DefaultEndpointIdleTimeout    = 5 * time.Minute
-	DefaultSubscriptionSync       = 100 * time.Millisecond
+	DefaultSubscriptionSync       = 10 * time.Millisecond
 	DefaultCircuitFailures        = 5
 	DefaultCircuitCooldown        = 30 * time.Second
 	DefaultMaxPayloadBytes        = 1 << 20

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -401,21 +403,14 @@ func loadByUUID(ctx context.Context, d *db, uuids []string) (changed []*Subscrip
 	return changed, deleted, err
 }
 
-// walPosition is PostgreSQL's current WAL write position.
-func walPosition(ctx context.Context, c *pgx.Conn) (uint64, error) {
-	var lsn uint64
-	err := c.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&lsn)
-	return lsn, err
-}
-
 // listener keeps an index current. It LISTENs for the subscription trigger's NOTIFYs (payload:
 // the row's uuid) and reloads just the changed rows, fully reloads every interval as a safety
-// net, and, while a partition waits for it (index.waitSynced), runs sync rounds every sync
-// interval: read the WAL position W, apply the changes notified so far, and declare synced the W
-// of the previous round. A change committed before that earlier W has been notified by now (a
-// NOTIFY is sent at its commit and a round is at least the sync interval apart), so every
-// change committed before the declared position is applied, long transactions included. It owns
-// its connection; the index's loads go through db.
+// net, and, when a partition waits for it (index.waitSynced), runs a sync round: one statement
+// reads the WAL position W and sends a marker NOTIFY on the same channel. PostgreSQL delivers
+// notifications in commit order, and every transaction whose commit LSN is below W queued its
+// notifications before the marker's transaction did: once the marker arrives, every change
+// committed before W has been notified, so after applying them the index is current up to W.
+// No timing assumption is involved. It owns its connection; the index's loads go through db.
 type listener struct {
 	url      string
 	db       *db
@@ -425,6 +420,9 @@ type listener struct {
 	log      *zap.Logger
 	onReload func()
 }
+
+// syncPrefix starts the payload of a sync round's marker; other payloads are uuids.
+const syncPrefix = "sync:"
 
 // run blocks until ctx is done. Connection failures are retried with backoff; the index keeps
 // its last good contents meanwhile.
@@ -454,16 +452,12 @@ func (l *listener) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return fmt.Errorf("LISTEN %s: %w", NotifyChannel, err)
 	}
-	// Fully reload after LISTEN so no change between the last load and now is missed; the WAL
-	// position read before it is the first round's.
-	prev, err := walPosition(ctx, conn)
-	if err != nil {
-		return fmt.Errorf("read the WAL position: %w", err)
-	}
+	// Fully reload after LISTEN so no change between the last load and now is missed.
 	if err := l.reload(ctx); err != nil {
 		return err
 	}
-	l.idx.setSynced(0, prev)
+	marker := fmt.Sprintf("%s%d:%x:", syncPrefix, conn.PgConn().PID(), rand.Uint64())
+	rounds := 0
 	nextFull := time.Now().Add(l.interval)
 	changed := map[string]struct{}{}
 	for {
@@ -479,7 +473,7 @@ func (l *listener) listen(ctx context.Context) error {
 			return fmt.Errorf("wait for notification: %w", err)
 		}
 		if err == nil {
-			changed[n.Payload] = struct{}{}
+			note(changed, n.Payload)
 			l.drain(ctx, conn, changed)
 		}
 		if time.Now().After(nextFull) {
@@ -489,16 +483,13 @@ func (l *listener) listen(ctx context.Context) error {
 			}
 			nextFull = time.Now().Add(l.interval)
 		}
-		if !l.idx.wanted.Load() && len(changed) < 1 {
-			continue
-		}
 		round := l.idx.wanted.Swap(false)
-		var now uint64
+		var w uint64
 		if round {
-			if now, err = walPosition(ctx, conn); err != nil {
-				return fmt.Errorf("read the WAL position: %w", err)
+			rounds++
+			if w, err = l.syncRound(ctx, conn, marker+strconv.Itoa(rounds), changed); err != nil {
+				return err
 			}
-			l.drain(ctx, conn, changed) // what was committed before now has been notified by the next round
 		}
 		if len(changed) > 0 {
 			if err := l.applyChanged(ctx, changed); err != nil {
@@ -506,9 +497,36 @@ func (l *listener) listen(ctx context.Context) error {
 			}
 		}
 		if round {
-			l.idx.setSynced(prev, now)
-			prev = now
+			l.idx.setSynced(w, w)
 		}
+	}
+}
+
+// syncRound reads the WAL position and collects every change notified before it (see listener).
+func (l *listener) syncRound(ctx context.Context, conn *pgx.Conn, marker string, into map[string]struct{}) (uint64, error) {
+	var w uint64
+	if err := conn.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0')::bigint FROM (SELECT pg_notify($1, $2)) n`,
+		NotifyChannel, marker).Scan(&w); err != nil {
+		return 0, fmt.Errorf("sync round: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			return 0, fmt.Errorf("sync round: waiting for its own notification: %w", err)
+		}
+		if n.Payload == marker {
+			return w, nil
+		}
+		note(into, n.Payload)
+	}
+}
+
+// note adds a notified uuid to set; sync markers (ours or other sinks') are not uuids.
+func note(set map[string]struct{}, payload string) {
+	if !strings.HasPrefix(payload, syncPrefix) {
+		set[payload] = struct{}{}
 	}
 }
 
@@ -528,7 +546,7 @@ func (l *listener) drain(ctx context.Context, conn *pgx.Conn, into map[string]st
 		if err != nil {
 			return
 		}
-		into[n.Payload] = struct{}{}
+		note(into, n.Payload)
 	}
 }
 
