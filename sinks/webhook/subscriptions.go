@@ -19,7 +19,8 @@ import (
 	"github.com/walhook/walhook/internal/redact"
 )
 
-// NotifyChannel is the PostgreSQL channel the hook.subscription trigger notifies on.
+// NotifyChannel is the PostgreSQL channel the hook.subscription trigger notifies on. Payloads
+// are a changed row's uuid, or a sink's sync-round marker starting with "sync:" (skip those).
 const NotifyChannel = "walhook_hook_subscription"
 
 // Subscription is one row of hook.subscription as the sink uses it. Values are immutable: a
