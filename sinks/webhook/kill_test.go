@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -52,12 +53,23 @@ func runChild(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, "child sink:", err)
 		return 2
 	}
+	if path := os.Getenv(envChildCPUProfile); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
+	}
 	if err := s.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "child sink: run:", err)
 		return 1
 	}
 	return 0
 }
+
+// envChildCPUProfile makes a child sink write a CPU profile to this path (until SIGTERM):
+// WALHOOK_WEBHOOK_TEST_CHILD_CPUPROFILE=/tmp/sink.prof go test -bench Scale ...
+const envChildCPUProfile = "WALHOOK_WEBHOOK_TEST_CHILD_CPUPROFILE"
+
 
 // child is a sink in its own process, SIGKILLed by kill and by t.Cleanup.
 type child struct {

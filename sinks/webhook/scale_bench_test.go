@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -250,7 +251,12 @@ func benchScale(b *testing.B, s *servers, nSubs, nEvents, nHosts int) {
 	churn.Stop()
 	churnCores := (procCPU(b, child.cmd.Process.Pid) - cpuChurn0) / time.Since(churnStart).Seconds()
 	rssPeak := procStatus(b, child.cmd.Process.Pid, "VmHWM")
-	child.kill()
+	_ = child.cmd.Process.Signal(syscall.SIGTERM) // a clean stop: a CPU profile gets written
+	select {
+	case <-child.exited:
+	case <-time.After(30 * time.Second):
+		child.kill()
+	}
 
 	bare := benchScaleBare(b, urls, int(want), concurrency)
 	b.ReportMetric(startup.Seconds(), "startup_s")
