@@ -70,7 +70,6 @@ func runChild(cfgJSON string) int {
 // WALHOOK_WEBHOOK_TEST_CHILD_CPUPROFILE=/tmp/sink.prof go test -bench Scale ...
 const envChildCPUProfile = "WALHOOK_WEBHOOK_TEST_CHILD_CPUPROFILE"
 
-
 // child is a sink in its own process, SIGKILLed by kill and by t.Cleanup.
 type child struct {
 	cmd    *exec.Cmd
