@@ -35,6 +35,7 @@ func TestSinkScale(t *testing.T) {
 	t.Run("SubscriptionLifetimeExact", func(t *testing.T) { testSubscriptionLifetime(t, s, config.LifetimeCommitLSN) })
 	t.Run("HealthWrittenOnTransitionsBatched", func(t *testing.T) { testHealthWrites(t, s) })
 	t.Run("IdleEndpointsReleased", func(t *testing.T) { testIdleEndpoints(t, s) })
+	t.Run("ForeignCommitLSNsDoNotStall", func(t *testing.T) { testForeignLSNs(t, s) })
 }
 
 // deadLetters reads the dead-letter topic.
@@ -488,4 +489,28 @@ func testIdleEndpoints(t *testing.T, s *servers) {
 	if !series(busy.URL()) {
 		t.Errorf("endpoint %s with a request in flight lost its series", busy.URL())
 	}
+}
+
+// testForeignLSNs: snapshots whose commit LSNs lie beyond the hook database's WAL (their source
+// is another PostgreSQL cluster: a misconfiguration, warned about) must still flow, matched by
+// the subscriptions' state, without each waiting out the sync timeout (10 s).
+func testForeignLSNs(t *testing.T, s *servers) {
+	const events = 30
+	h := newHarness(t, s)
+	rcv := webhooktest.Start(t)
+	h.sub("acme", "incident.instance.updated", rcv.URL())
+	batch := snapsFor("acme", events)
+	for i := range batch {
+		batch[i].Key = "7" // one partition: one snapshot after the other
+		batch[i].Version = int64(i + 1)
+		batch[i].CommitLSN = 1<<60 + uint64(i)
+	}
+	h.run()
+	h.produce(batch...)
+	kafkatest.Eventually(t, 20*time.Second, func() error {
+		if n := rcv.Count(); n < events {
+			return fmt.Errorf("%d of %d snapshots with foreign commit LSNs delivered", n, events)
+		}
+		return nil
+	})
 }

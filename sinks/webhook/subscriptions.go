@@ -111,6 +111,7 @@ type index struct {
 	walEnd   uint64                       // guarded by mu; the latest WAL position read
 	advanced chan struct{}                // guarded by mu; closed and replaced when synced advances
 	wanted   atomic.Bool                  // a partition waits for synced to advance
+	foreign  atomic.Bool                  // snapshots' LSNs were found beyond this cluster's WAL
 }
 
 // coldRetention is how long a disabled subscription stays in memory.
@@ -275,10 +276,17 @@ func (x *index) waitSynced(ctx context.Context, lsn uint64, timeout time.Duratio
 		synced, walEnd, ch := x.synced, x.walEnd, x.advanced
 		x.mu.RUnlock()
 		if synced >= lsn {
+			if wakeups > 0 {
+				x.foreign.Store(false)
+			}
 			return true
 		}
-		if walEnd != 0 && lsn > walEnd && wakeups >= 2 {
-			return false // walEnd was read after we started waiting: lsn is not of this cluster
+		if walEnd != 0 && lsn > walEnd && (wakeups >= 2 || x.foreign.Load()) {
+			// walEnd was read after we started waiting (or was, for an earlier snapshot like
+			// this one): lsn is not of this cluster, and waiting for it would only slow every
+			// snapshot down.
+			x.foreign.Store(true)
+			return false
 		}
 		if deadline == nil {
 			t := time.NewTimer(timeout)
