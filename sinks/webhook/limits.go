@@ -33,6 +33,10 @@ import (
 // it is still retried at its own Retry-After (capped by deliver.max_retry_after).
 const hostPauseCap = time.Minute
 
+// tenantsRecent is how long after another tenant's delivery an endpoint counts as shared
+// (see submit).
+const tenantsRecent = 10 * time.Second
+
 // endpoints are the per-endpoint queues.
 type endpoints struct {
 	s  *Sink
@@ -60,8 +64,12 @@ type endpoint struct {
 	failures  int              // consecutive failed attempts; guarded by mu
 	openTill  time.Time        // circuit open until; guarded by mu
 	waiters   map[*partition]struct{}
-	idleSince time.Time           // when pending became empty; guarded by mu
-	pending   map[*task]time.Time // held, queued or in flight → first attempt time; guarded by mu
+	// lastTenant is the tenant of the last submit, mixedAt when the tenant last changed: other
+	// tenants use this endpoint too if that was within tenantsRecent. Guarded by mu.
+	lastTenant string
+	mixedAt    time.Time
+	idleSince  time.Time           // when pending became empty; guarded by mu
+	pending    map[*task]time.Time // held, queued or in flight → first attempt time; guarded by mu
 }
 
 // lane is one tenant's waiting deliveries at one endpoint.
@@ -196,12 +204,24 @@ func (e *endpoints) submit(t *task, sub *Subscription) (full bool) {
 		ln = &lane{tenant: sub.Tenant}
 		ep.lanes[sub.Tenant] = ln
 	}
+	if sub.Tenant != ep.lastTenant {
+		ep.lastTenant, ep.mixedAt = sub.Tenant, now
+	}
+	limit := e.s.cfg.Deliver.EndpointQueue
+	if ep.queued >= limit && len(ln.q) >= limit/2 && now.Sub(ep.mixedAt) < tenantsRecent {
+		// This tenant's backlog fills the endpoint's queue while other tenants wait behind the
+		// pause it would cause: put its delivery off through a retry topic instead (no attempt
+		// used), so that one slow tenant cannot stall the partitions its neighbours share.
+		ep.mu.Unlock()
+		e.s.deferTask(t, time.Now().Add(e.s.cfg.Deliver.RetryTiers[0]), errTenantBacklog)
+		return false
+	}
 	ln.q = append(ln.q, t)
 	if ln.elem == nil {
 		ln.elem = ep.active.PushBack(ln)
 	}
 	ep.queued++
-	full = ep.queued >= e.s.cfg.Deliver.EndpointQueue
+	full = ep.queued >= limit
 	if full {
 		ep.waiters[t.part] = struct{}{}
 	}

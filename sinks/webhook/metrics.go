@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_subscriptions_disabled_total",
 			Help: "Subscriptions this sink disabled, by reason (gone, auto)."}, []string{"reason"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_deferred_total",
-			Help: "Deliveries put off without a request (and without using up an attempt), by reason (circuit_open)."}, []string{"reason"}),
+			Help: "Deliveries put off without a request (and without using up an attempt), by reason (circuit_open, tenant_backlog)."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.deferred, &endpointCollector{s: s})
 	return m

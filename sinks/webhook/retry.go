@@ -14,8 +14,11 @@ import (
 	"github.com/walhook/walhook/internal/redact"
 )
 
-// errCircuitOpen defers a delivery without a request (and without using up an attempt).
-var errCircuitOpen = errors.New("endpoint circuit open after consecutive failures (deliver.circuit_failures)")
+// Reasons to defer a delivery without a request (and without using up an attempt).
+var (
+	errCircuitOpen   = errors.New("endpoint circuit open after consecutive failures (deliver.circuit_failures)")
+	errTenantBacklog = errors.New("the tenant's backlog fills the endpoint's queue (deliver.endpoint_queue) while other tenants wait")
+)
 
 // deferTask puts off t until until without a request: its attempt number is unchanged, nothing
 // is written to the attempt log and the subscription's health is untouched, since the receiver
@@ -40,8 +43,11 @@ func (s *Sink) deferTask(t *task, until time.Time, why error) {
 }
 
 func deferReason(err error) string {
-	if errors.Is(err, errCircuitOpen) {
+	switch {
+	case errors.Is(err, errCircuitOpen):
 		return "circuit_open"
+	case errors.Is(err, errTenantBacklog):
+		return "tenant_backlog"
 	}
 	return "other"
 }

@@ -36,6 +36,7 @@ func TestSinkScale(t *testing.T) {
 	t.Run("HealthWrittenOnTransitionsBatched", func(t *testing.T) { testHealthWrites(t, s) })
 	t.Run("IdleEndpointsReleased", func(t *testing.T) { testIdleEndpoints(t, s) })
 	t.Run("ForeignCommitLSNsDoNotStall", func(t *testing.T) { testForeignLSNs(t, s) })
+	t.Run("SlowTenantBacklogDoesNotStallPartitions", func(t *testing.T) { testSlowTenantBacklog(t, s) })
 }
 
 // deadLetters reads the dead-letter topic.
@@ -513,4 +514,74 @@ func testForeignLSNs(t *testing.T, s *servers) {
 		}
 		return nil
 	})
+}
+
+// testSlowTenantBacklog: a slow tenant's backlog is many times the endpoint's queue. Queued, it
+// would fill the queue and pause the partitions its fast neighbours share; instead its excess is
+// deferred through a retry topic without using attempts. The fast tenants' deliveries arrive
+// while most of the slow tenant's wait, every slow delivery arrives too, each at its first
+// attempt, and nothing is dead-lettered.
+func testSlowTenantBacklog(t *testing.T, s *servers) {
+	const slowEvents, fastEvents, fastTenants = 150, 25, 4
+	h := newHarness(t, s, func(c *config.Config) {
+		c.Deliver.EndpointConcurrency = 4
+		c.Deliver.EndpointQueue = 20
+	})
+	rcv := webhooktest.Start(t)
+	rcv.Respond(func(_ int, r webhooktest.Request) webhooktest.Response {
+		if strings.HasPrefix(r.Path, "/slow") {
+			return webhooktest.Response{Delay: 100 * time.Millisecond}
+		}
+		return webhooktest.Response{}
+	})
+	slow := h.sub("slowco", "incident.instance.updated", rcv.URL()+"/slow")
+	var batch []avro.Snapshot
+	batch = append(batch, snapsFor("slowco", slowEvents)...)
+	for i := range fastTenants {
+		tenant := fmt.Sprintf("fast%d", i)
+		h.sub(tenant, "incident.instance.updated", rcv.URL()+"/fast")
+		batch = append(batch, snapsFor(tenant, fastEvents)...)
+	}
+	h.produce(batch...)
+	h.run()
+	count := func() (slow, fast int) {
+		for _, r := range rcv.Requests() {
+			if strings.HasPrefix(r.Path, "/slow") {
+				slow++
+			} else {
+				fast++
+			}
+		}
+		return slow, fast
+	}
+	kafkatest.Eventually(t, 60*time.Second, func() error {
+		if _, fast := count(); fast < fastTenants*fastEvents {
+			return fmt.Errorf("%d of %d fast tenants' deliveries", fast, fastTenants*fastEvents)
+		}
+		return nil
+	})
+	if n, _ := count(); n > slowEvents/2 {
+		t.Errorf("the fast tenants finished only after %d of the slow tenant's %d deliveries: its backlog held them up", n, slowEvents)
+	}
+	kafkatest.Eventually(t, 90*time.Second, func() error {
+		if n := len(requestsByID(rcv)); n < slowEvents+fastTenants*fastEvents {
+			return fmt.Errorf("%d of %d deliveries", n, slowEvents+fastTenants*fastEvents)
+		}
+		return nil
+	})
+	kafkatest.Eventually(t, 20*time.Second, func() error {
+		n, _ := count()
+		if a := h.attempts(slow.UUID); len(a) != n {
+			return fmt.Errorf("slow tenant: %d attempt records for %d requests", len(a), n)
+		}
+		return nil
+	})
+	for _, a := range h.attempts(slow.UUID) {
+		if a.Attempt != 1 || a.Outcome != webhook.OutcomeDelivered {
+			t.Errorf("slow tenant attempt %+v: want delivered at attempt 1 (deferrals use no attempt)", a)
+		}
+	}
+	if dl := h.deadLetters(); len(dl) != 0 {
+		t.Errorf("%d dead letters, want none", len(dl))
+	}
 }
