@@ -24,10 +24,12 @@ import (
 // and is cut by 30% (at most once per round trip) on 429, 503, timeouts and connection errors; a
 // Retry-After on 429/503 also pauses the whole endpoint for that long (capped by hostPauseCap).
 //
-// Nothing is ever refused for a full queue: deliveries wait, and once an endpoint has
+// A full queue never costs an attempt: deliveries wait, and once an endpoint has
 // deliver.endpoint_queue deliveries waiting, the partitions that feed it pause fetching until
-// it is below half. An attempt is counted only when a request was sent; an open circuit defers
-// deliveries to the retry topics with their attempt number unchanged (retry.go, deferTask).
+// it is below half. Only a tenant whose backlog fills half of a full queue that other tenants
+// share is put off through a retry topic instead, so that it cannot pause its neighbours'
+// partitions. An attempt is counted only when a request was sent; deferrals (that one, and an
+// open circuit) keep the attempt number (retry.go, deferTask).
 
 // hostPauseCap bounds how long one Retry-After pauses a whole endpoint; the delivery that got
 // it is still retried at its own Retry-After (capped by deliver.max_retry_after).
