@@ -26,8 +26,8 @@ import (
 //
 // A full queue never costs an attempt: deliveries wait, and once an endpoint has
 // deliver.endpoint_queue deliveries waiting, the partitions that feed it pause fetching until
-// it is below half. Only a tenant whose backlog fills half of a full queue that other tenants
-// share is put off through a retry topic instead, so that it cannot pause its neighbours'
+// it is below half. Only a tenant whose backlog holds half of a queue that other tenants share
+// is put off through a retry topic instead, so that it cannot pause its neighbours'
 // partitions. An attempt is counted only when a request was sent; deferrals (that one, and an
 // open circuit) keep the attempt number (retry.go, deferTask).
 
@@ -210,10 +210,11 @@ func (e *endpoints) submit(t *task, sub *Subscription) (full bool) {
 		ep.lastTenant, ep.mixedAt = sub.Tenant, now
 	}
 	limit := e.s.cfg.Deliver.EndpointQueue
-	if ep.queued >= limit && len(ln.q) >= limit/2 && now.Sub(ep.mixedAt) < tenantsRecent {
-		// This tenant's backlog fills the endpoint's queue while other tenants wait behind the
-		// pause it would cause: put its delivery off through a retry topic instead (no attempt
-		// used), so that one slow tenant cannot stall the partitions its neighbours share.
+	if len(ln.q) >= max(1, limit/2) && now.Sub(ep.mixedAt) < tenantsRecent {
+		// This tenant's backlog holds half of a queue other tenants share: queued, the rest of
+		// it would fill the queue and pause the partitions its neighbours' deliveries come from.
+		// Put it off through a retry topic instead (no attempt used), so that one slow or
+		// bursting tenant cannot stall the others.
 		ep.mu.Unlock()
 		e.s.deferTask(t, time.Now().Add(e.s.cfg.Deliver.RetryTiers[0]), errTenantBacklog)
 		return false
