@@ -1,0 +1,348 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/demo"
+	"github.com/walhook/walhook/internal/kafkatest"
+)
+
+// truncStory writes transactions (TRUNCATE ones among them) through the real cdc and bubble-up
+// stages and records, per root, every version it must get: verb and the object the database
+// builds inside the transaction, just before its COMMIT. It reads the snapshot topic as it goes,
+// so a test can wait for one version with a deadline, and checks every version at the end.
+type truncStory struct {
+	e     *e2e
+	topic string
+	// objectsSQL returns (id, tenant, json object) of every root in the table.
+	objectsSQL string
+	// gone returns, for a root the open transaction deleted and its object before the
+	// transaction, the members of its object that come from other tables (subordinate arrays,
+	// references) as the transaction leaves them: its last version shows its last row with those.
+	gone   func(tx pgx.Tx, id int, before map[string]any) map[string]any
+	oldNew bool // snapshot_form old_new: the payload is {"old", "new"}
+
+	seq  int
+	want map[int][]rootTxn
+	cl   *kgo.Client
+	got  map[int][]avro.Snapshot
+	n    int // snapshots read
+}
+
+func newTruncStory(e *e2e, objectsSQL string, gone func(pgx.Tx, int, map[string]any) map[string]any, oldNew bool) *truncStory {
+	topic := e.cfg.Kafka.SnapshotTopic(e.cfg.Model.Roots[0])
+	return &truncStory{
+		e: e, topic: topic, objectsSQL: objectsSQL, gone: gone, oldNew: oldNew, want: map[int][]rootTxn{},
+		got: map[int][]avro.Snapshot{},
+		cl: kafkatest.Client(e.t, e.env, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted())),
+	}
+}
+
+// txn runs stmts in one transaction. verbs names every root the transaction must give a version
+// and its verb; no other root may get one.
+func (s *truncStory) txn(verbs map[int]avro.Verb, stmts ...string) {
+	t := s.e.t
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.e.db.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	before := queryObjects(t, tx, s.objectsSQL)
+	for _, stmt := range stmts {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			t.Fatalf("txn %d: %.120q: %v", s.seq, stmt, err)
+		}
+	}
+	after := queryObjects(t, tx, s.objectsSQL)
+	for id, verb := range verbs {
+		rt := rootTxn{seq: s.seq, verb: verb}
+		if o, ok := after[id]; ok {
+			rt.obj = o.obj
+		} else {
+			o, ok := before[id]
+			if !ok {
+				t.Fatalf("txn %d: root %d is neither in the table before nor after the transaction", s.seq, id)
+			}
+			rt.obj, rt.gone = maps.Clone(o.obj), true
+			maps.Copy(rt.obj, s.gone(tx, id, o.obj))
+		}
+		s.want[id] = append(s.want[id], rt)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("txn %d: commit: %v", s.seq, err)
+	}
+	s.seq++
+}
+
+// walLSN is the server's current WAL position.
+func (s *truncStory) walLSN() string {
+	s.e.t.Helper()
+	var lsn string
+	if err := s.e.db.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+		s.e.t.Fatalf("pg_current_wal_lsn: %v", err)
+	}
+	return lsn
+}
+
+// confirmedPast waits until the slot's confirmed_flush_lsn is at or past lsn.
+func (s *truncStory) confirmedPast(lsn string, within time.Duration) {
+	s.e.t.Helper()
+	kafkatest.Eventually(s.e.t, within, func() error {
+		var confirmed string
+		var past bool
+		err := s.e.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text, confirmed_flush_lsn >= $1::pg_lsn
+			FROM pg_replication_slots WHERE slot_name = $2`, lsn, s.e.cfg.Postgres.Slot).Scan(&confirmed, &past)
+		if err == nil && !past {
+			err = fmt.Errorf("confirmed_flush_lsn %s, not yet at %s", confirmed, lsn)
+		}
+		return err
+	})
+}
+
+// poll reads what the snapshot topic has within d.
+func (s *truncStory) poll(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	fs := s.cl.PollFetches(ctx)
+	fs.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			s.e.t.Fatalf("fetch %s[%d]: %v", topic, p, err)
+		}
+	})
+	for _, r := range fs.Records() {
+		snap := s.e.decodeSnapshot(r)
+		id, err := strconv.Atoi(snap.Key)
+		if err != nil {
+			s.e.t.Fatalf("snapshot key %q is not a root id", snap.Key)
+		}
+		s.got[id] = append(s.got[id], snap)
+		s.n++
+	}
+}
+
+// await waits until every root the last transaction gave a version has it, within d (a
+// transaction after a TRUNCATE is delivered within seconds).
+func (s *truncStory) await(d time.Duration) {
+	s.e.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		missing := ""
+		for id, txns := range s.want {
+			if n := len(txns); txns[n-1].seq == s.seq-1 && len(s.got[id]) < n {
+				missing = fmt.Sprintf("root %d v%d", id, n)
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.e.t.Fatalf("transaction %d not delivered within %v: %s missing; got %s", s.seq-1, d, missing, s.describeGot())
+		}
+		s.poll(250 * time.Millisecond)
+	}
+}
+
+func (s *truncStory) describeGot() string {
+	var b strings.Builder
+	for _, id := range slices.Sorted(maps.Keys(s.got)) {
+		fmt.Fprintf(&b, "%d:%s ", id, describeGot(s.got[id]))
+	}
+	return b.String()
+}
+
+// check waits until the slot confirmed everything written and nothing more arrived for 2s, then
+// checks every version of every root: versions 1..n, one per transaction that must give one,
+// its verb, its payload equal to the database's object in that transaction, and one commit LSN
+// per transaction, increasing with the commit order.
+func (s *truncStory) check() {
+	t := s.e.t
+	t.Helper()
+	s.confirmedPast(s.walLSN(), 30*time.Second)
+	quietSince, n := time.Now(), s.n
+	for time.Since(quietSince) < 2*time.Second {
+		s.poll(250 * time.Millisecond)
+		if s.n != n {
+			quietSince, n = time.Now(), s.n
+		}
+	}
+	lsnOf := map[int]uint64{}
+	for id := range s.got {
+		if s.want[id] == nil {
+			t.Errorf("root %d: snapshots %s, but no transaction should have given it one", id, describeGot(s.got[id]))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.want)) {
+		want, got := s.want[id], s.got[id]
+		if len(got) != len(want) {
+			t.Errorf("root %d: %d snapshots %s, want %d %s", id, len(got), describeGot(got), len(want), describeWant(want))
+			continue
+		}
+		var prevNew any
+		for i, snap := range got {
+			w := want[i]
+			where := fmt.Sprintf("root %d v%d (txn %d)", id, i+1, w.seq)
+			if snap.Version != int64(i+1) || snap.Verb != w.verb || snap.EventType != eventType(s, w.verb) {
+				t.Errorf("%s: got version %d verb %s event type %s, want %s", where, snap.Version, snap.Verb, snap.EventType, w.verb)
+			}
+			if l, ok := lsnOf[w.seq]; ok && l != snap.CommitLSN {
+				t.Errorf("%s: commit LSN %s, another root of the transaction has %s", where, lsnString(snap.CommitLSN), lsnString(l))
+			}
+			lsnOf[w.seq] = snap.CommitLSN
+			var payload any
+			if err := json.Unmarshal(snap.Payload, &payload); err != nil {
+				t.Fatalf("%s: payload: %v", where, err)
+			}
+			var wantPayload any = w.obj
+			if s.oldNew {
+				wantPayload = map[string]any{"old": prevNew, "new": w.obj}
+				prevNew = w.obj
+			}
+			if d := describeDiff(wantPayload, payload); d != "" {
+				t.Errorf("%s %s: payload differs from the database's object in the transaction %s", where, w.verb, d)
+			}
+		}
+	}
+	seqs := slices.Sorted(maps.Keys(lsnOf))
+	for i := 1; i < len(seqs); i++ {
+		if lsnOf[seqs[i]] <= lsnOf[seqs[i-1]] {
+			t.Errorf("txn %d has commit LSN %s, not above txn %d's %s", seqs[i], lsnString(lsnOf[seqs[i]]), seqs[i-1], lsnString(lsnOf[seqs[i-1]]))
+		}
+	}
+}
+
+func eventType(s *truncStory, v avro.Verb) string {
+	return strings.ReplaceAll(s.e.cfg.Model.Roots[0].EventPrefix, ".", "_") + "_" + v.String()
+}
+
+// incidentGoneSQL is the session $2 and the timeline of incident $1 as the open transaction
+// sees them.
+var incidentGoneSQL = strings.ReplaceAll(`SELECT json_build_object(
+	'session', (SELECT `+sessionObjectSQL+` FROM session.instance s WHERE s.id = $2),
+	'timeline', COALESCE((SELECT json_agg(json_build_object('id', tl.id, 'action', tl.action, 'description', tl.description,
+			'created_at', to_char(tl.created_at AT TIME ZONE 'UTC', ISO), 'created_by', tl.created_by,
+			'updated_at', to_char(tl.updated_at AT TIME ZONE 'UTC', ISO), 'updated_by', tl.updated_by) ORDER BY tl.id)
+		FROM incident.timeline tl WHERE tl.incident_instance_id = $1 AND NOT tl.is_deleted), '[]'::json))::text`, "ISO", isoMillis)
+
+// goneMembers runs a query of one JSON object with args in tx.
+func goneMembers(t *testing.T, tx pgx.Tx, sql string, args ...any) map[string]any {
+	t.Helper()
+	var text string
+	if err := tx.QueryRow(context.Background(), sql, args...).Scan(&text); err != nil {
+		t.Fatalf("members of a deleted root: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(text), &m); err != nil {
+		t.Fatalf("members of a deleted root: %v\n%s", err, text)
+	}
+	return m
+}
+
+// TestTruncateEndToEnd truncates each table kind of the demo model through PostgreSQL, the cdc
+// stage and bubble-up, and checks every version: a TRUNCATE of the subordinate table (with rows
+// of the same transaction before and after it) gives an updated version to every incident that
+// had timeline rows; of the reference table, no version and session null in later snapshots (a
+// session inserted after the TRUNCATE in the same transaction shows); TRUNCATE session, incident
+// CASCADE (reference, root and subordinate in one statement) one deleted version per incident;
+// of the root table alone, a deleted version per incident with its timeline. After each, the next
+// ordinary transaction is delivered within seconds and the slot's confirmed_flush_lsn passes it.
+func TestTruncateEndToEnd(t *testing.T) {
+	e := startE2E(t, demo.ModelYAML, demo.SchemaSQL)
+	// session.instance belongs to another service: its rows can go while incidents point at them.
+	e.exec(`ALTER TABLE incident.instance DROP CONSTRAINT instance_session_instance_id_fkey`)
+	s := newTruncStory(e, incidentObjectsSQL, func(tx pgx.Tx, id int, before map[string]any) map[string]any {
+		return goneMembers(t, tx, incidentGoneSQL, id, before["session_instance_id"])
+	}, false)
+
+	session := func(id int, status string) string {
+		return fmt.Sprintf(`INSERT INTO session.instance (id, score, status, tenant_id) VALUES (%d, %d, '%s', 'acme')`, id, id%90, status)
+	}
+	incident := func(id, session int) string {
+		return fmt.Sprintf(`INSERT INTO incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
+			VALUES (%d, 'incident %d', 'TRIGGERED', 'LOW', '2026-02-03 10:46:23.26+00', %d, 'acme')`, id, id, session)
+	}
+	timeline := func(id, incident int, deleted bool) string {
+		return fmt.Sprintf(`INSERT INTO incident.timeline (id, incident_instance_id, action, description, is_deleted, tenant_id)
+			VALUES (%d, %d, 'COMMENTED', 'row %d', %t, 'acme')`, id, incident, id, deleted)
+	}
+	created, updated, deleted := avro.VerbCreated, avro.VerbUpdated, avro.VerbDeleted
+
+	// Incidents 1-8 over the three partitions: 1-3 with timeline rows, 4 without, 5 with only a
+	// soft-deleted one, 6 soft-deleted with a timeline row, 7-8 without.
+	s.txn(map[int]avro.Verb{}, session(101, "IN_PROGRESS"), session(102, "SCHEDULED"))
+	for id := 1; id <= 8; id++ {
+		s.txn(map[int]avro.Verb{id: created}, incident(id, 101+id%2))
+	}
+	s.txn(map[int]avro.Verb{1: updated, 2: updated, 3: updated, 5: updated, 6: updated},
+		timeline(11, 1, false), timeline(12, 1, false), timeline(21, 2, false), timeline(31, 3, false),
+		timeline(51, 5, true), timeline(61, 6, false))
+	s.txn(map[int]avro.Verb{6: deleted}, `UPDATE incident.instance SET is_deleted = true WHERE id = 6`)
+	s.await(30 * time.Second)
+
+	// Subordinate: a row of 1 updated before the TRUNCATE, a row of 2 inserted after it; 3, 5
+	// and 6 had rows; 4, 7 and 8 had none.
+	s.txn(map[int]avro.Verb{1: updated, 2: updated, 3: updated, 5: updated, 6: updated},
+		`UPDATE incident.timeline SET description = 'edited' WHERE id = 11`,
+		`TRUNCATE incident.timeline`,
+		timeline(22, 2, false))
+	lsn := s.walLSN()
+	s.await(20 * time.Second)
+	s.txn(map[int]avro.Verb{4: updated}, timeline(41, 4, false))
+	s.await(15 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+
+	// Reference: no version; the next transactions show session null, or the session inserted
+	// after the TRUNCATE in its transaction.
+	s.txn(map[int]avro.Verb{}, `TRUNCATE session.instance`)
+	lsn = s.walLSN()
+	s.txn(map[int]avro.Verb{1: updated}, `UPDATE incident.instance SET name = 'after the session truncate' WHERE id = 1`)
+	s.await(15 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+	s.txn(map[int]avro.Verb{2: updated, 3: updated},
+		`TRUNCATE session.instance`, session(102, "COMPLETED"),
+		`UPDATE incident.instance SET name = 'session 102 again' WHERE id IN (2, 3)`)
+	s.await(15 * time.Second)
+
+	// Reference, root and subordinate in one statement: one deleted version per incident (the
+	// soft-deleted 6 too: its row goes), session null, timeline [].
+	all := map[int]avro.Verb{}
+	for id := 1; id <= 8; id++ {
+		all[id] = deleted
+	}
+	s.txn(all, `TRUNCATE session.instance, incident.instance CASCADE`)
+	lsn = s.walLSN()
+	s.await(20 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+	// The next ordinary transactions: a new incident, and incident 1 inserted again (created,
+	// its versions continue).
+	s.txn(map[int]avro.Verb{9: created, 1: created}, session(103, "IN_PROGRESS"), incident(9, 103), incident(1, 103))
+	s.await(15 * time.Second)
+
+	// Root table alone (no foreign key from the timeline): a deleted version per incident, with
+	// the timeline rows that stay in the database.
+	e.exec(`ALTER TABLE incident.timeline DROP CONSTRAINT timeline_incident_instance_id_fkey`)
+	s.txn(map[int]avro.Verb{9: updated}, timeline(91, 9, false))
+	s.txn(map[int]avro.Verb{1: deleted, 9: deleted}, `TRUNCATE incident.instance`)
+	lsn = s.walLSN()
+	s.await(20 * time.Second)
+	s.txn(map[int]avro.Verb{10: created}, incident(10, 103))
+	s.await(15 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+	s.check()
+}
