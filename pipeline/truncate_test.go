@@ -346,3 +346,82 @@ func TestTruncateEndToEnd(t *testing.T) {
 	s.confirmedPast(lsn, 15*time.Second)
 	s.check()
 }
+
+const talentSchemaSQL = `
+CREATE SCHEMA talent;
+CREATE TABLE talent.candidate (id bigint PRIMARY KEY, name text, tenant_id text NOT NULL, is_deleted boolean NOT NULL DEFAULT false);
+CREATE TABLE talent.project (id bigint PRIMARY KEY, candidate_id bigint NOT NULL REFERENCES talent.candidate (id), title text,
+	started_on date, tenant_id text NOT NULL, is_deleted boolean NOT NULL DEFAULT false);
+CREATE TABLE talent.technology (id bigint PRIMARY KEY, project_id bigint NOT NULL REFERENCES talent.project (id), name text,
+	tenant_id text NOT NULL, is_deleted boolean NOT NULL DEFAULT false);
+`
+
+// talentProjectsSQL is the projects array of candidate c.id, nested technologies included.
+const talentProjectsSQL = `COALESCE((SELECT json_agg(json_build_object('id', p.id, 'title', p.title, 'started_on', p.started_on,
+		'technologies', COALESCE((SELECT json_agg(json_build_object('id', te.id, 'name', te.name) ORDER BY te.id)
+			FROM talent.technology te WHERE te.project_id = p.id AND NOT te.is_deleted), '[]'::json)) ORDER BY p.started_on, p.id)
+	FROM talent.project p WHERE p.candidate_id = c.id AND NOT p.is_deleted), '[]'::json)`
+
+const talentObjectsSQL = `SELECT c.id, c.tenant_id, json_build_object('id', c.id, 'name', c.name, 'projects', ` + talentProjectsSQL + `)::text
+	FROM talent.candidate c`
+
+// TestTruncateNestedEndToEnd truncates the tables of a root with nested subordinates (a
+// candidate's projects, each with technologies; snapshot form old_new) through PostgreSQL and
+// the cdc stage: the nested table (an updated version for every candidate that had
+// technologies), the intermediate one with CASCADE (one updated version per candidate, though
+// two tables were truncated), then project keys reused under other candidates (the key index
+// the nested rows are routed by follows), and the root with CASCADE (a deleted version each).
+func TestTruncateNestedEndToEnd(t *testing.T) {
+	e := startE2E(t, candidateModel, talentSchemaSQL)
+	s := newTruncStory(e, talentObjectsSQL, func(tx pgx.Tx, id int, _ map[string]any) map[string]any {
+		return goneMembers(t, tx, `SELECT json_build_object('projects', `+talentProjectsSQL+`)::text FROM (SELECT $1::bigint AS id) c`, id)
+	}, true)
+	candidate := func(id int) string {
+		return fmt.Sprintf(`INSERT INTO talent.candidate (id, name, tenant_id) VALUES (%d, 'candidate %d', 'acme')`, id, id)
+	}
+	project := func(id, candidate int, started string) string {
+		return fmt.Sprintf(`INSERT INTO talent.project (id, candidate_id, title, started_on, tenant_id) VALUES (%d, %d, 'project %d', '%s', 'acme')`,
+			id, candidate, id, started)
+	}
+	technology := func(id, project int, deleted bool) string {
+		return fmt.Sprintf(`INSERT INTO talent.technology (id, project_id, name, is_deleted, tenant_id) VALUES (%d, %d, 'tech %d', %t, 'acme')`,
+			id, project, id, deleted)
+	}
+	created, updated, deleted := avro.VerbCreated, avro.VerbUpdated, avro.VerbDeleted
+
+	for id := 1; id <= 5; id++ {
+		s.txn(map[int]avro.Verb{id: created}, candidate(id))
+	}
+	s.txn(map[int]avro.Verb{1: updated, 2: updated, 3: updated, 5: updated},
+		project(11, 1, "2025-03-01"), project(12, 1, "2024-01-01"), technology(111, 11, false), technology(112, 11, false),
+		project(21, 2, "2024-05-05"), technology(211, 21, false), project(31, 3, "2023-01-01"),
+		project(51, 5, "2022-02-02"), technology(511, 51, true))
+	s.await(30 * time.Second)
+
+	// The nested table: 1, 2 and 5 (a soft-deleted row) had technologies, 3 and 4 none.
+	s.txn(map[int]avro.Verb{1: updated, 2: updated, 5: updated}, `TRUNCATE talent.technology`)
+	lsn := s.walLSN()
+	s.await(20 * time.Second)
+	s.txn(map[int]avro.Verb{3: updated}, technology(311, 31, false))
+	s.await(15 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+
+	// The intermediate table with CASCADE: projects and technologies in one statement.
+	s.txn(map[int]avro.Verb{1: updated, 2: updated, 3: updated, 5: updated}, `TRUNCATE talent.project CASCADE`)
+	lsn = s.walLSN()
+	s.await(20 * time.Second)
+	// Project 11 comes back under candidate 4: its technology follows it there.
+	s.txn(map[int]avro.Verb{1: updated, 4: updated},
+		project(13, 1, "2026-01-01"), technology(131, 13, false), project(11, 4, "2026-02-02"), technology(113, 11, false))
+	s.await(15 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+
+	// The root with CASCADE: a deleted version per candidate, then the next one is created.
+	s.txn(map[int]avro.Verb{1: deleted, 2: deleted, 3: deleted, 4: deleted, 5: deleted}, `TRUNCATE talent.candidate CASCADE`)
+	lsn = s.walLSN()
+	s.await(20 * time.Second)
+	s.txn(map[int]avro.Verb{6: created}, candidate(6), project(61, 6, "2026-03-03"), technology(611, 61, false))
+	s.await(15 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+	s.check()
+}
