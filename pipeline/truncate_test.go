@@ -476,3 +476,97 @@ func TestTruncateAfterInitialSnapshot(t *testing.T) {
 	s.await(20 * time.Second)
 	s.check()
 }
+
+// truncateRecords are the records the cdc stage writes for a transaction at lsn that only
+// truncates table, a table of root: a truncate record and, after it, a truncate-end on every
+// partition of the root's change topic.
+func (f *fakeCDC) truncateRecords(lsn uint64, xid uint32, table string) []*kgo.Record {
+	root := f.roots[table]
+	topic := f.cfg.Kafka.ChangeTopic(*root)
+	wmSchema, _ := avro.ParseSchema(avro.WatermarkSchema())
+	endSchema, _ := avro.ParseSchema(avro.TxnEndSchema())
+	at := time.Date(2026, 2, 3, 11, 15, 0, 0, time.UTC)
+	key := []byte("walhook.truncate." + lsnText(lsn))
+	var recs []*kgo.Record
+	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: key, Headers: headers("truncate", table, "", lsn),
+			Value: f.framed(topic, wmSchema, avro.AppendWatermark(nil, avro.Watermark{CommitLSN: lsn, Time: at}))})
+	}
+	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
+		body := avro.AppendTxnEnd(nil, avro.TxnEnd{Table: root.Table, CommitLSN: lsn, Xid: xid, CommitTime: at})
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: key, Headers: headers("truncate-end", root.Table, "", lsn),
+			Value: f.framed(topic, endSchema, body)})
+	}
+	return append(recs, f.watermarks(lsn, at)...)
+}
+
+// TestTruncateReplayIsSkipped writes a TRUNCATE of the timeline twice, as the cdc stage does
+// when it restarts before PostgreSQL confirmed it: the second is at or below every root's
+// applied LSN and gives no version; the transactions after it continue the versions.
+func TestTruncateReplayIsSkipped(t *testing.T) {
+	env := kafkatest.Start(t)
+	cfg := testConfig(t, env, demoModel)
+	reg := testRegistry(t, env)
+	cdc := newFakeCDC(t, env, cfg, reg, demoTables)
+	runStage(t, cfg, reg)
+
+	incident := func(id string) map[string]string {
+		inc := seedIncident()
+		inc["id"] = id
+		return inc
+	}
+	timeline := func(id, incident string) map[string]string {
+		return map[string]string{"id": id, "incident_instance_id": incident, "action": "DETECTED", "is_deleted": "f", "tenant_id": "acme"}
+	}
+	cdc.txn(change{table: "session.instance", op: avro.OpCreate, key: "2523", after: seedSession()},
+		change{table: "incident.instance", op: avro.OpCreate, key: "1", after: incident("1")},
+		change{table: "incident.instance", op: avro.OpCreate, key: "2", after: incident("2")},
+		change{table: "incident.instance", op: avro.OpCreate, key: "3", after: incident("3")})
+	cdc.txn(change{table: "incident.timeline", op: avro.OpCreate, key: "1", after: timeline("11", "1")},
+		change{table: "incident.timeline", op: avro.OpCreate, key: "2", after: timeline("21", "2")})
+	cdc.lsn += 0x100
+	cdc.xid++
+	truncLSN := cdc.lsn
+	recs := cdc.truncateRecords(truncLSN, cdc.xid, "incident.timeline")
+	produce := func() {
+		if err := cdc.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	produce()
+	readd := []change{{table: "incident.timeline", op: avro.OpCreate, key: "1", after: timeline("12", "1")}}
+	readdLSN := cdc.txn(readd...)
+	// The restart: both transactions again.
+	produce()
+	cdc.txnAt(readdLSN, cdc.xid, readd...)
+	last := cdc.txn(change{table: "incident.instance", op: avro.OpUpdate, key: "1", after: incident("1")},
+		change{table: "incident.instance", op: avro.OpUpdate, key: "2", after: incident("2")},
+		change{table: "incident.instance", op: avro.OpUpdate, key: "3", after: incident("3")})
+
+	snaps := snapshots(t, env, reg, cfg.Kafka.SnapshotTopic(cfg.Model.Roots[0]), 11)
+	checkVersions(t, snaps)
+	byKey := map[string][]avro.Snapshot{}
+	for _, s := range snaps {
+		byKey[s.Key] = append(byKey[s.Key], s)
+	}
+	// Roots 1 and 2: created, updated (the timeline row), updated at the TRUNCATE, (1: updated
+	// with the row added after it), updated at the last transaction; root 3 had no timeline
+	// row: created, updated at the last.
+	want := map[string][]uint64{"1": {truncLSN, readdLSN, last}, "2": {truncLSN, last}, "3": {last}}
+	for key, wantLSN := range want {
+		got := byKey[key]
+		if n := map[string]int{"1": 5, "2": 4, "3": 2}[key]; len(got) != n {
+			t.Fatalf("root %s: %s, want %d versions ending with updated at %v", key, describeGot(got), n, wantLSN)
+		}
+		for i, lsn := range wantLSN {
+			s := got[len(got)-len(wantLSN)+i]
+			if s.CommitLSN != lsn || s.Verb != avro.VerbUpdated {
+				t.Fatalf("root %s: %s, want updated versions at %s", key, describeGot(got), lsnText(lsn))
+			}
+		}
+		wantRows := map[string]int{"1": 1}[key] // the row added after the TRUNCATE stays
+		if tl := mustJSON(t, got[len(got)-1].Payload).(map[string]any)["timeline"].([]any); len(tl) != wantRows {
+			t.Fatalf("root %s: timeline %v after the TRUNCATE, want %d rows", key, tl, wantRows)
+		}
+	}
+}
