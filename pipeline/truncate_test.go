@@ -307,6 +307,24 @@ func TestTruncateEndToEnd(t *testing.T) {
 	s.await(15 * time.Second)
 	s.confirmedPast(lsn, 15*time.Second)
 
+	// A transaction PostgreSQL streams before its commit (past logical_decoding_work_mem): many
+	// timeline rows, the TRUNCATE, one row after it. cdc replays it from its spill at commit.
+	e.exec(`ALTER SYSTEM SET logical_decoding_work_mem = '64kB'`)
+	e.exec(`SELECT pg_reload_conf()`)
+	s.txn(map[int]avro.Verb{1: updated, 2: updated, 3: updated, 4: updated, 7: updated},
+		`INSERT INTO incident.timeline (id, incident_instance_id, action, description, tenant_id)
+			SELECT 1000 + g, 1 + g % 3, 'COMMENTED', repeat('x', 200), 'acme' FROM generate_series(1, 2000) g`,
+		`TRUNCATE incident.timeline`,
+		timeline(71, 7, false))
+	s.await(30 * time.Second)
+	var streamed int64
+	if err := e.db.QueryRow(context.Background(), `SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = $1`,
+		e.cfg.Postgres.Slot).Scan(&streamed); err != nil || streamed == 0 {
+		t.Fatalf("PostgreSQL streamed %d transactions before their commit (%v), want the bulk one", streamed, err)
+	}
+	e.exec(`ALTER SYSTEM RESET logical_decoding_work_mem`)
+	e.exec(`SELECT pg_reload_conf()`)
+
 	// Reference: no version; the next transactions show session null, or the session inserted
 	// after the TRUNCATE in its transaction.
 	s.txn(map[int]avro.Verb{}, `TRUNCATE session.instance`)
