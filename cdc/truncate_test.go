@@ -1,11 +1,14 @@
 package cdc
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/walhook/walhook/internal/kafkatest"
 )
@@ -133,6 +136,59 @@ func TestTruncateRecords(t *testing.T) {
 		}
 		return nil
 	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestTruncateDuringSnapshot truncates the timeline and fills it again (one transaction each),
+// over and over, while the initial snapshot reads the incidents and their timelines chunk by
+// chunk: the change topic, folded in partition order (a truncate record drops the table's rows
+// of its partition), equals the database. A TRUNCATE waits for a chunk's SELECT and so often
+// commits inside its window: the chunk is read again (reason truncated), since rows read before
+// the TRUNCATE would otherwise be written after it.
+func TestTruncateDuringSnapshot(t *testing.T) {
+	e := newEnv(t, "")
+	e.cfg.CDC.SnapshotChunkRows = 5
+	e.seed(20, 400, 2)
+	r := e.start("a")
+	c := e.consume(e.snapTopics()...)
+	c.until(60*time.Second, atLeast(5, "incidents read", func(rs []rec) int { return len(reads(rs, "incident.instance")) }))
+
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		db := e.connect()
+		defer db.Close(context.Background())
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			sql := `TRUNCATE incident.timeline`
+			if i%2 == 1 {
+				sql = fmt.Sprintf(`INSERT INTO incident.timeline (id, incident_instance_id, action, tenant_id)
+					SELECT 10000 + g, g, 'ESCALATED', 't1' FROM generate_series(1 + %d %% 7, 400, 7) g`, i)
+			}
+			_, err := db.Exec(context.Background(), sql)
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	e.waitSnapshots()
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("truncating writer: %v", err)
+	}
+	e.caughtUp()
+	want := e.dbRows()
+	got := c.until(60*time.Second, func(rs []rec) error { return sameRows(fold(rs), want) })
+	checkOrder(t, got)
+	rereads, _ := gathered(r.stage.reg.(prometheus.Gatherer), "walhook_cdc_snapshot_chunk_rereads_total", "reason", "truncated")
+	t.Logf("%d TRUNCATEs, %d chunks read again because one fell into their window", countKind(got, "truncate")/int(e.cfg.Kafka.Partitions), int(rereads))
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
