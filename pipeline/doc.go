@@ -138,7 +138,10 @@
 // walhook-lsn as on every record), key "walhook.truncate.<commit LSN>" (distinct, so compaction
 // keeps every one), value a walhook.Watermark body with the truncating transaction's commit LSN.
 // A lookup at L at or after it ignores every version below it (rows the truncating transaction
-// inserted after its TRUNCATE carry its LSN and stay); one before it still sees them.
+// inserted after its TRUNCATE carry its LSN and stay); one before it still sees them. Rows the
+// transaction wrote before the TRUNCATE carry that LSN too: the reader remembers the keys of the
+// transaction's changes on the partition (up to 65,536) and gives them a deleted version at the
+// truncation (refs.go).
 //
 // A TRUNCATE of a root's table or of one of its subordinates (any depth) is the same record on
 // every partition of the root's change topic, at its place in the source transaction (its

@@ -336,6 +336,12 @@ func TestTruncateEndToEnd(t *testing.T) {
 		`TRUNCATE session.instance`, session(102, "COMPLETED"),
 		`UPDATE incident.instance SET name = 'session 102 again' WHERE id IN (2, 3)`)
 	s.await(15 * time.Second)
+	// A session written before the TRUNCATE in its transaction is gone with the rest.
+	s.txn(map[int]avro.Verb{4: updated},
+		session(104, "IN_PROGRESS"), `UPDATE incident.instance SET session_instance_id = 104 WHERE id = 4`, `TRUNCATE session.instance`)
+	s.await(15 * time.Second)
+	s.txn(map[int]avro.Verb{4: updated}, `UPDATE incident.instance SET name = 'after session 104 went' WHERE id = 4`)
+	s.await(15 * time.Second)
 
 	// Reference, root and subordinate in one statement: one deleted version per incident (the
 	// soft-deleted 6 too: its row goes), session null, timeline [].
