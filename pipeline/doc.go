@@ -141,7 +141,9 @@
 // inserted after its TRUNCATE carry its LSN and stay); one before it still sees them. Rows the
 // transaction wrote before the TRUNCATE carry that LSN too: the reader remembers the keys of the
 // transaction's changes on the partition (up to 65,536) and gives them a deleted version at the
-// truncation (refs.go).
+// truncation (refs.go). For a table that re-emits, the first truncate record of a truncation
+// gives every row alive below it a deleted version at its LSN (refstore.go truncateRows): each
+// is a logged change, so the roots pointing at them re-emit with null.
 //
 // A TRUNCATE of a root's table or of one of its subordinates (any depth) is the same record on
 // every partition of the root's change topic, at its place in the source transaction (its

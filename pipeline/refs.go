@@ -120,6 +120,9 @@ type refReader struct {
 	dec    *decoder
 	log    *zap.Logger
 	parts  map[topicPartition]*refPartRead
+	// reemitTruncated is, per table that re-emits, the LSN of the truncation whose rows were
+	// given deleted versions last (truncate).
+	reemitTruncated map[string]uint64
 }
 
 // refPartRead is what the reader tracks of one reference topic partition to tell when compaction
@@ -250,6 +253,17 @@ func (pr *refPartRead) noteChange(key string, lsn uint64) {
 func (r *refReader) truncate(rb *refBatch, tbl *refTable, pr *refPartRead, rec *kgo.Record, wm avro.Watermark) error {
 	if err := rb.truncate(tbl, wm.CommitLSN); err != nil {
 		return err
+	}
+	if tbl.reemit && r.reemitTruncated[tbl.name] != wm.CommitLSN {
+		// Once per truncation, on its first partition: a row written after the TRUNCATE (its
+		// version at the same LSN) replaces the deleted version, read before or after.
+		if r.reemitTruncated == nil {
+			r.reemitTruncated = map[string]uint64{}
+		}
+		r.reemitTruncated[tbl.name] = wm.CommitLSN
+		if err := rb.truncateRows(tbl, wm.CommitLSN, wm.Time, rec.Timestamp); err != nil {
+			return fmt.Errorf("reference %s: TRUNCATE at %s: %w", tbl.name, lsnText(wm.CommitLSN), err)
+		}
 	}
 	if pr.txnLSN != wm.CommitLSN {
 		return nil

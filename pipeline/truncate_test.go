@@ -594,3 +594,35 @@ func TestTruncateReplayIsSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestTruncateReemitReference truncates a reference table whose reference re-emits (reemit:
+// true): every incident pointing at a session that was there gets one updated version at the
+// truncating transaction, with session null; one the transaction changed itself gets only that
+// version; incidents pointing at no live session get nothing. A session inserted again after
+// the TRUNCATE shows in the next versions.
+func TestTruncateReemitReference(t *testing.T) {
+	e := startE2E(t, reemitModel(t), demo.SchemaSQL)
+	e.exec(`ALTER TABLE incident.instance DROP CONSTRAINT instance_session_instance_id_fkey`)
+	s := newTruncStory(e, incidentObjectsSQL, nil, false)
+	session := func(id int) string {
+		return fmt.Sprintf(`INSERT INTO session.instance (id, score, status, tenant_id) VALUES (%d, %d, 'IN_PROGRESS', 'acme')`, id, id%90)
+	}
+	incident := func(id, session int) string {
+		return fmt.Sprintf(`INSERT INTO incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
+			VALUES (%d, 'incident %d', 'TRIGGERED', 'LOW', '2026-02-03 10:46:23.26+00', %d, 'acme')`, id, id, session)
+	}
+	s.txn(map[int]avro.Verb{}, session(101), session(102))
+	s.txn(map[int]avro.Verb{1: avro.VerbCreated, 2: avro.VerbCreated, 3: avro.VerbCreated, 4: avro.VerbCreated},
+		incident(1, 101), incident(2, 102), incident(3, 101), incident(4, 999))
+	s.await(20 * time.Second)
+	// 1-3 point at live sessions (3 is also changed by the transaction); 4 at none.
+	s.txn(map[int]avro.Verb{1: avro.VerbUpdated, 2: avro.VerbUpdated, 3: avro.VerbUpdated},
+		`UPDATE incident.instance SET name = 'changed with the truncate' WHERE id = 3`, `TRUNCATE session.instance`)
+	lsn := s.walLSN()
+	s.await(20 * time.Second)
+	s.confirmedPast(lsn, 15*time.Second)
+	// The session back: re-emitted again, as any change of a referenced row.
+	s.txn(map[int]avro.Verb{1: avro.VerbUpdated, 3: avro.VerbUpdated}, session(101))
+	s.await(20 * time.Second)
+	s.check()
+}
