@@ -58,6 +58,7 @@ func (st *streamer) truncate(ctx context.Context, t *txn, m *pglogrepl.TruncateM
 			continue
 		}
 		names = append(names, rel.name)
+		st.s.metrics.truncates.WithLabelValues(rel.name).Inc()
 		t.tables |= tableBit(rel.id)
 		if st.snap != nil && st.snap.open > 0 {
 			st.snap.touchedTable(rel)

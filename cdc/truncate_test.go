@@ -130,6 +130,11 @@ func TestTruncateRecords(t *testing.T) {
 		}
 		return nil
 	})
+	for _, tbl := range []string{"incident.instance", "incident.timeline", "session.instance"} {
+		if n, _ := gathered(r.stage.reg.(prometheus.Gatherer), "walhook_cdc_truncates_total", "table", tbl); n != 1 {
+			t.Fatalf("walhook_cdc_truncates_total{table=%q} = %v, want 1", tbl, n)
+		}
+	}
 	kafkatest.Eventually(t, 15*time.Second, func() error {
 		if c := e.confirmedFlush(); c < after {
 			return fmt.Errorf("confirmed_flush_lsn %X, not yet past the transaction (%X)", c, after)
