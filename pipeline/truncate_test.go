@@ -626,3 +626,33 @@ func TestTruncateReemitReference(t *testing.T) {
 	s.await(20 * time.Second)
 	s.check()
 }
+
+// TestTruncateManyRoots truncates a root table of 20,000 incidents (CASCADE, with their
+// timelines): one deleted version each, every one checked, and the next transaction after it
+// delivered within seconds.
+func TestTruncateManyRoots(t *testing.T) {
+	e := startE2E(t, demo.ModelYAML, demo.SchemaSQL)
+	s := newTruncStory(e, incidentObjectsSQL, func(tx pgx.Tx, id int, before map[string]any) map[string]any {
+		return map[string]any{"timeline": []any{}, "session": before["session"]}
+	}, false)
+	const roots = 20000
+	all := map[int]avro.Verb{}
+	for id := 1; id <= roots; id++ {
+		all[id] = avro.VerbCreated
+	}
+	s.txn(all, `INSERT INTO session.instance (id, score, status, tenant_id) VALUES (1, 1, 'IN_PROGRESS', 'acme')`,
+		fmt.Sprintf(`INSERT INTO incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
+			SELECT g, 'incident ' || g, 'TRIGGERED', 'LOW', '2026-02-03 10:46:23.26+00', 1, 'acme' FROM generate_series(1, %d) g`, roots))
+	s.await(120 * time.Second)
+	for id := range all {
+		all[id] = avro.VerbDeleted
+	}
+	began := time.Now()
+	s.txn(all, `TRUNCATE incident.instance CASCADE`)
+	s.await(120 * time.Second)
+	t.Logf("%d deleted versions in %v", roots, time.Since(began).Round(time.Millisecond))
+	s.txn(map[int]avro.Verb{roots + 1: avro.VerbCreated}, `INSERT INTO incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
+		VALUES (`+strconv.Itoa(roots+1)+`, 'next', 'TRIGGERED', 'LOW', '2026-02-03 10:46:23.26+00', 1, 'acme')`)
+	s.await(15 * time.Second)
+	s.check()
+}
