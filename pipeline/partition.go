@@ -35,10 +35,7 @@ type partWorker struct {
 	roots    int64                 // roots in the partition's state
 	writeErr error                 // a failed Pebble write after a Kafka commit: the state is stale
 	re       *reemitWorker         // nil when no reference of the root re-emits (reemit.go)
-	// truncLSN is the commit LSN of the TRUNCATE applied last in the open Kafka transaction:
-	// every root it changed is in the overlay (truncate.go); 0 for none.
-	truncLSN uint64
-	extra    []*kgo.Record // records of the open batch besides snapshots and state (inexact.go)
+	extra    []*kgo.Record         // records of the open batch besides snapshots and state (inexact.go)
 	// cache holds the committed state of recently changed roots, decoded, so that a hot root is
 	// not read and decoded from Pebble again; at most stateCacheRoots entries. An entry is never
 	// changed: a transaction works on a clone in the overlay, and a commit replaces the entry.
@@ -283,7 +280,7 @@ func (w *partWorker) commit() {
 		w.writeErr = err
 	}
 	overlay, encoded, added := w.overlay, w.encoded, w.added
-	w.overlay, w.encoded, w.added, w.truncLSN = nil, nil, 0, 0
+	w.overlay, w.encoded, w.added = nil, nil, 0
 	if len(encoded) == 0 || w.writeErr != nil {
 		return
 	}
@@ -315,7 +312,7 @@ func (w *partWorker) commit() {
 // abort drops the overlay: the Kafka transaction did not commit, and its input will be consumed
 // again from the committed offsets.
 func (w *partWorker) abort() {
-	w.overlay, w.encoded, w.added, w.truncLSN = nil, nil, 0, 0
+	w.overlay, w.encoded, w.added = nil, nil, 0
 	w.abortReemit()
 }
 

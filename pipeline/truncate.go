@@ -28,12 +28,8 @@ func (w *partWorker) truncate(table string, lsn uint64) error {
 		return fmt.Errorf("TRUNCATE of table %s on the change topic of root %s (LSN %s): the table is not part of this root in the model",
 			table, w.rm.cfg.Table, lsnText(lsn))
 	}
-	err := w.eachRoot(func(_ string, st *rootState) bool { return truncates(w.rm, t, st, lsn) },
+	return w.eachRoot(func(_ string, st *rootState) bool { return truncates(w.rm, t, st, lsn) },
 		func(st *rootState) { applyTruncate(w.rm, t, st, lsn) })
-	if err == nil && w.truncLSN != lsn {
-		w.truncLSN = lsn
-	}
-	return err
 }
 
 // finishTruncate ends the truncating transaction end.CommitLSN for every root it left pending
@@ -41,23 +37,15 @@ func (w *partWorker) truncate(table string, lsn uint64) error {
 func (w *partWorker) finishTruncate(ctx context.Context, rec *kgo.Record, end avro.TxnEnd, out []*kgo.Record) ([]*kgo.Record, error) {
 	pendingAt := func(_ string, st *rootState) bool { return st.Pending != nil && st.Pending.LSN == end.CommitLSN }
 	var keys []string
+	// The roots left pending are in the overlay, or in the committed state when a Kafka
+	// transaction ended after (some of) the transaction's truncate records.
+	err := w.eachRoot(pendingAt, func(*rootState) {})
+	if err != nil {
+		return out, err
+	}
 	for key, st := range w.overlay {
 		if pendingAt(key, st) {
 			keys = append(keys, key)
-		}
-	}
-	if w.truncLSN != end.CommitLSN {
-		// The truncate was applied in an earlier Kafka transaction: the roots it left pending
-		// are in the committed state.
-		err := w.eachStored(func(key string, st *rootState) bool {
-			if pendingAt(key, st) {
-				keys = append(keys, key)
-				return true
-			}
-			return false
-		}, func(*rootState) {})
-		if err != nil {
-			return out, err
 		}
 	}
 	slices.Sort(keys)

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/kafkatest"
 )
@@ -505,17 +507,30 @@ func TestTruncateAfterInitialSnapshot(t *testing.T) {
 // truncates table, a table of root: a truncate record and, after it, a truncate-end on every
 // partition of the root's change topic.
 func (f *fakeCDC) truncateRecords(lsn uint64, xid uint32, table string) []*kgo.Record {
-	root := f.roots[table]
-	topic := f.cfg.Kafka.ChangeTopic(*root)
+	return append(f.truncates(lsn, table), f.truncateEnds(lsn, xid, f.roots[table])...)
+}
+
+// truncates are the truncate records of table at lsn, one per partition.
+func (f *fakeCDC) truncates(lsn uint64, table string) []*kgo.Record {
+	topic := f.cfg.Kafka.ChangeTopic(*f.roots[table])
 	wmSchema, _ := avro.ParseSchema(avro.WatermarkSchema())
+	at := time.Date(2026, 2, 3, 11, 15, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte("walhook.truncate." + lsnText(lsn)), Headers: headers("truncate", table, "", lsn),
+			Value: f.framed(topic, wmSchema, avro.AppendWatermark(nil, avro.Watermark{CommitLSN: lsn, Time: at}))})
+	}
+	return recs
+}
+
+// truncateEnds are the truncate-end records of root's change topic at lsn, then the
+// transaction's reference watermarks.
+func (f *fakeCDC) truncateEnds(lsn uint64, xid uint32, root *config.Root) []*kgo.Record {
+	topic := f.cfg.Kafka.ChangeTopic(*root)
 	endSchema, _ := avro.ParseSchema(avro.TxnEndSchema())
 	at := time.Date(2026, 2, 3, 11, 15, 0, 0, time.UTC)
 	key := []byte("walhook.truncate." + lsnText(lsn))
 	var recs []*kgo.Record
-	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: key, Headers: headers("truncate", table, "", lsn),
-			Value: f.framed(topic, wmSchema, avro.AppendWatermark(nil, avro.Watermark{CommitLSN: lsn, Time: at}))})
-	}
 	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
 		body := avro.AppendTxnEnd(nil, avro.TxnEnd{Table: root.Table, CommitLSN: lsn, Xid: xid, CommitTime: at})
 		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: key, Headers: headers("truncate-end", root.Table, "", lsn),
@@ -655,4 +670,72 @@ func TestTruncateManyRoots(t *testing.T) {
 		VALUES (`+strconv.Itoa(roots+1)+`, 'next', 'TRIGGERED', 'LOW', '2026-02-03 10:46:23.26+00', 1, 'acme')`)
 	s.await(15 * time.Second)
 	s.check()
+}
+
+// TestTruncateSplitOverKafkaTransactions: the truncate records of one TRUNCATE ... CASCADE (the
+// incident table, then the timeline) reach bubble-up in two Kafka transactions, the first
+// committed before the second is read: the truncate-end still ends every root, the ones the
+// first record left pending in the committed state included.
+func TestTruncateSplitOverKafkaTransactions(t *testing.T) {
+	env := kafkatest.Start(t)
+	cfg := testConfig(t, env, demoModel)
+	reg := testRegistry(t, env)
+	cdc := newFakeCDC(t, env, cfg, reg, demoTables)
+	runStage(t, cfg, reg)
+	incident := func(id string) map[string]string {
+		inc := seedIncident()
+		inc["id"] = id
+		return inc
+	}
+	cdc.txn(change{table: "session.instance", op: avro.OpCreate, key: "2523", after: seedSession()},
+		change{table: "incident.instance", op: avro.OpCreate, key: "1", after: incident("1")},
+		change{table: "incident.instance", op: avro.OpCreate, key: "2", after: incident("2")},
+		change{table: "incident.instance", op: avro.OpCreate, key: "3", after: incident("3")},
+		change{table: "incident.timeline", op: avro.OpCreate, key: "1", after: map[string]string{
+			"id": "11", "incident_instance_id": "1", "action": "DETECTED", "is_deleted": "f", "tenant_id": "acme"}})
+	snapshots(t, env, reg, cfg.Kafka.SnapshotTopic(cfg.Model.Roots[0]), 3)
+
+	cdc.lsn += 0x100
+	cdc.xid++
+	produce := func(recs []*kgo.Record) {
+		if err := cdc.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	produce(cdc.truncates(cdc.lsn, "incident.instance"))
+	// Wait until bubble-up committed its offsets past them: their effect is in the committed state.
+	adm := kadm.NewClient(cdc.cl)
+	topic := cfg.Kafka.ChangeTopic(cfg.Model.Roots[0])
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		ends, err := adm.ListEndOffsets(context.Background(), topic)
+		if err != nil {
+			return err
+		}
+		committed, err := adm.FetchOffsets(context.Background(), cfg.BubbleUpGroup())
+		if err != nil {
+			return err
+		}
+		var behind []string
+		ends.Each(func(o kadm.ListedOffset) {
+			if c, ok := committed.Lookup(topic, o.Partition); !ok || c.At < o.Offset {
+				behind = append(behind, fmt.Sprintf("partition %d at %d of %d", o.Partition, c.At, o.Offset))
+			}
+		})
+		if len(behind) > 0 {
+			return fmt.Errorf("bubble-up has not committed %v", behind)
+		}
+		return nil
+	})
+	produce(append(cdc.truncates(cdc.lsn, "incident.timeline"), cdc.truncateEnds(cdc.lsn, cdc.xid, &cfg.Model.Roots[0])...))
+	snaps := snapshots(t, env, reg, cfg.Kafka.SnapshotTopic(cfg.Model.Roots[0]), 6)
+	checkVersions(t, snaps)
+	deleted := map[string]bool{}
+	for _, s := range snaps {
+		if s.Version == 2 && s.Verb == avro.VerbDeleted && s.CommitLSN == cdc.lsn {
+			deleted[s.Key] = true
+		}
+	}
+	if len(deleted) != 3 {
+		t.Fatalf("after the TRUNCATE: %s, want a deleted v2 of each root at %s", describeGot(snaps), lsnText(cdc.lsn))
+	}
 }
