@@ -84,7 +84,9 @@ func (st *streamer) truncateRoute(ctx context.Context, t *txn, rel *relation, rt
 	}
 	value := st.frame(prefix, avro.AppendWatermark(st.scratch[:0], avro.Watermark{CommitLSN: uint64(t.commitLSN), Time: t.commitTime}))
 	hdrs := st.headers(st.kindTruncate, rel.nameHdr, nil, t.lsnHdr, t.traceHdr)
-	st.toEveryPartition(ctx, t.ack, rt.topic, truncateKey(t.commitLSN), value, hdrs)
+	if err := st.toEveryPartition(ctx, t.ack, rt.topic, truncateKey(t.commitLSN), value, hdrs); err != nil {
+		return err
+	}
 	if rt.kind == routeRef {
 		t.refs[rt.topic] = true
 	} else if !slices.ContainsFunc(t.truncated, func(tt truncatedTopic) bool { return tt.topic == rt.topic }) {
@@ -106,15 +108,22 @@ func (st *streamer) truncateEnds(ctx context.Context, t *txn) error {
 		})
 		st.scratch = body
 		hdrs := st.headers(st.kindTruncateEnd, st.tableHdr(tt.root.Table), nil, t.lsnHdr, t.traceHdr)
-		st.toEveryPartition(ctx, t.ack, tt.topic, truncateKey(t.commitLSN), st.frame(prefix, body), hdrs)
+		if err := st.toEveryPartition(ctx, t.ack, tt.topic, truncateKey(t.commitLSN), st.frame(prefix, body), hdrs); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // toEveryPartition produces one record to each partition of topic, sharing key, value and
 // headers (kgo only reads them).
-func (st *streamer) toEveryPartition(ctx context.Context, a *ackTxn, topic string, key, value []byte, hdrs []kgo.RecordHeader) {
-	for p := int32(0); p < st.topicParts[topic]; p++ {
+func (st *streamer) toEveryPartition(ctx context.Context, a *ackTxn, topic string, key, value []byte, hdrs []kgo.RecordHeader) error {
+	n := st.topicParts[topic]
+	if n == 0 {
+		return fmt.Errorf("cdc: TRUNCATE: the partition count of topic %s is unknown; this is a bug, please report it", topic)
+	}
+	for p := int32(0); p < n; p++ {
 		st.produceAck(ctx, a, &kgo.Record{Topic: topic, Key: key, Value: value, Partition: p, Context: st.manual, Headers: hdrs})
 	}
+	return nil
 }
