@@ -31,7 +31,8 @@ import (
 // tenants created, updated and deleted (soft and hard), sessions updated in transactions that touch
 // no incident and deleted while incidents still point at them, incidents repointed to another
 // session, timeline rows inserted, updated, soft- and hard-deleted, now and then the timeline
-// table truncated (every incident with timeline rows gets a version), 1–4 operations per transaction,
+// table truncated (every incident with timeline rows gets a version), rarely the incident table
+// truncated with CASCADE (every incident gets its deleted version), 1–4 operations per transaction,
 // often on several roots, sometimes an incident and its session together, and now and then a bulk
 // transaction on a second connection that PostgreSQL streams before its commit while ordinary
 // transactions commit in between. Twice the bubble-up member is stopped for a burst of
@@ -486,6 +487,10 @@ func (n *nemesis) op() {
 		n.truncateTimeline()
 		return
 	}
+	if !n.inBulk && n.rng.IntN(3000) == 0 {
+		n.truncateIncidents()
+		return
+	}
 	r := n.rng.IntN(100)
 	if r < 10 || len(n.active) == 0 {
 		n.createIncident()
@@ -721,6 +726,28 @@ func (n *nemesis) truncateTimeline() {
 			n.mark(inc)
 		}
 	}
+}
+
+// truncateIncidents empties the incident table and, by CASCADE, the timeline: every incident
+// still in the table gets a deleted version showing its last row with an empty timeline (one
+// inserted by this same transaction too).
+func (n *nemesis) truncateIncidents() {
+	var ids []int
+	for _, inc := range slices.Concat(n.active, n.softDeleted) {
+		ids = append(ids, inc.id)
+	}
+	before := queryObjects(n.t, n.tx, incidentObjectsSQL+` WHERE i.id = ANY($1)`, ids)
+	n.exec(`TRUNCATE incident.instance CASCADE`)
+	n.ops["incident truncate"]++
+	for _, inc := range slices.Concat(n.active, n.softDeleted) {
+		m := n.mark(inc)
+		m.goneObj = before[inc.id].obj
+		m.goneObj["timeline"] = []any{}
+		m.created, m.deleted, m.gone = false, false, true
+		inc.timeline = nil
+		inc.session.refs--
+	}
+	n.active, n.softDeleted = nil, nil
 }
 
 func remove(xs []*nemIncident, x *nemIncident) []*nemIncident {
