@@ -15,6 +15,7 @@ type metrics struct {
 	produceLat   prometheus.Observer
 	spillBytes   *prometheus.GaugeVec
 	standby      prometheus.Gauge
+	truncates    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, slot string) (*metrics, error) {
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer, slot string) (*metrics, error) {
 		Name: "walhook_cdc_standby", ConstLabels: labels,
 		Help: "1 while this process waits for another walhook cdc to release the slot's lock.",
 	})).(prometheus.Gauge)
+	m.truncates = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "walhook_cdc_truncates_total", ConstLabels: labels,
+		Help: "TRUNCATEs of model tables written to Kafka, by table (bubble-up gives every root they changed a version).",
+	}, []string{"table"})).(*prometheus.CounterVec)
 	return m, errors.Join(errs...)
 }
 
