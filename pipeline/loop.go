@@ -45,9 +45,9 @@ func (s *Stage) loop(ctx context.Context) error {
 	for {
 		t0 := time.Now()
 		pctx, release := s.pollContext(ctx) // also ends when reference changes are due (reemit.go)
-		fs := sess.PollRecords(pctx, s.cfg.BubbleUp.MaxPollRecords)
+		fs := sess.PollRecords(pctx, s.retry.pollMax(s.cfg.BubbleUp.MaxPollRecords))
 		release()
-		if n := fs.NumRecords(); n > 0 && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
+		if n := fs.NumRecords(); n > 0 && !s.retry.isolating() && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
 			fs = append(fs, s.pollFresh(ctx, sess, s.cfg.BubbleUp.MaxPollRecords-n)...)
 		}
 		polled = time.Now()
@@ -196,7 +196,7 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 			}
 		})
 	}
-	results := s.process(ctx, involved, batches, produce)
+	results := s.process(ctx, involved, batches, s.retry.refused, produce)
 	var procErr error
 	for _, r := range results {
 		procErr = errors.Join(procErr, r.err)
@@ -220,17 +220,18 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	mu.Unlock()
 	committed, err := sess.End(endCtx, kgo.TransactionEndTry(tryCommit))
 	s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-	if err == nil && produceErr != nil {
-		s.log.Warn("transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
-	}
 	if err != nil || !committed {
 		s.metrics.aborts.Inc()
 		s.each(involved, (*partWorker).abort)
 		if err != nil {
 			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: end transaction: %w", err)}
 		}
+		if produceErr != nil {
+			return s.retry.failed(ctx, s, batches, produceErr)
+		}
 		return nil
 	}
+	s.retry.committed(batches)
 	// The workers write their overlays to Pebble on their own goroutines while the loop polls
 	// the next batch; a worker's next batch runs after its write, and fails if the write did.
 	for _, w := range involved {
@@ -239,6 +240,9 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	for _, r := range results {
 		for et, n := range r.snaps {
 			s.metrics.snapshots.WithLabelValues(et).Add(float64(n))
+		}
+		for _, p := range r.poisoned {
+			s.metrics.poison.WithLabelValues(p.topic, p.cause).Inc()
 		}
 	}
 	return nil
@@ -267,14 +271,15 @@ func (s *Stage) worker(ctx context.Context, workers map[topicPartition]*partWork
 
 // process runs every worker's batch concurrently, each on its own worker goroutine, hands each
 // successful batch's records to produce as soon as that worker is done, and waits for all.
-func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record, produce func(*kgo.Record)) []batchResult {
+func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record,
+	refused map[topicPartition]map[int64]error, produce func(*kgo.Record)) []batchResult {
 	results := make([]batchResult, 0, len(involved))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for tp, w := range involved {
 		wg.Go(func() {
 			var r batchResult
-			w.do(func() { r = w.process(ctx, batches[tp]) })
+			w.do(func() { r = w.process(ctx, batches[tp], refused[tp]) })
 			if r.err == nil {
 				for _, rec := range r.out {
 					produce(rec)

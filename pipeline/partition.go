@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 )
 
 // partWorker owns the state of one input partition (one root type, one change-topic partition):
@@ -83,14 +85,27 @@ func (w *partWorker) stop() {
 
 // batchResult is what applying one fetch batch of a partition gives the stage loop.
 type batchResult struct {
-	out   []*kgo.Record
-	snaps map[string]int // snapshots by event type, counted once the transaction commits
-	err   error
+	out      []*kgo.Record
+	snaps    map[string]int // snapshots by event type, counted once the transaction commits
+	poisoned []poisoned     // records dead-lettered, counted once the transaction commits
+	err      error
 }
+
+// poisoned is one dead-lettered record of a batch, for the poison metric.
+type poisoned struct{ topic, cause string }
+
+// poisonError marks an error of the record itself (it does not decode, or cannot be applied):
+// the record is dead-lettered or, with bubbleup.on_poison: stop, stops the stage.
+type poisonError struct{ err error }
+
+func (e *poisonError) Error() string { return e.err.Error() }
+func (e *poisonError) Unwrap() error { return e.err }
 
 // process applies records (in offset order) to the overlay and returns the snapshot and changelog
 // records to produce in the open Kafka transaction. Nothing reaches Pebble until commit.
-func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResult {
+// refused holds the offsets of records whose output the broker refused for good, with the
+// produce error: they are dead-lettered without being applied.
+func (w *partWorker) process(ctx context.Context, recs []*kgo.Record, refused map[int64]error) batchResult {
 	if w.writeErr != nil {
 		// The last committed transaction is in Kafka but not in Pebble: applying more on top
 		// would build versions from stale state. Fail; a restart restores from the changelog.
@@ -101,13 +116,33 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		w.overlay, w.encoded = map[string]*rootState{}, map[string][]byte{}
 	}
 	var out []*kgo.Record
+	var dead []poisoned
 	snaps := map[string]int{}
 	for _, rec := range recs {
 		var err error
 		if out, err = w.reemitBefore(ctx, rec, out, snaps); err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, rec.Offset, err)}
 		}
+		if reason, ok := refused[rec.Offset]; ok {
+			// What this record produced was refused for good (loop.go isolate): it is
+			// dead-lettered instead of applied.
+			out = append(out, w.s.deadLetter(rec, reason))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseProduce})
+			continue
+		}
 		snap, err := w.apply(ctx, rec)
+		var pe *poisonError
+		if errors.As(err, &pe) {
+			if w.s.cfg.BubbleUp.OnPoison == config.PoisonStop {
+				return batchResult{err: &deadletter.StopError{Stage: config.StageBubbleUp,
+					Record: deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}, Reason: pe.err}}
+			}
+			w.log.Warn("undecodable record copied to the poison topic; continuing with the next record",
+				zap.String("topic", rec.Topic), zap.Int64("offset", rec.Offset), zap.String("poison_topic", w.s.poisonTopic), zap.Error(pe.err))
+			out = append(out, w.s.deadLetter(rec, pe.err))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
+			continue
+		}
 		if err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d key %q: %w", w.rm.cfg.Table, w.partition, rec.Offset, rec.Key, err)}
 		}
@@ -130,13 +165,16 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		w.encoded[key] = b
 		out = append(out, &kgo.Record{Topic: w.s.changelog, Partition: w.partition, Key: changelogKey(w.rm.cfg.EventPrefix, key), Value: b})
 	}
-	return batchResult{out: out, snaps: snaps}
+	return batchResult{out: out, snaps: snaps, poisoned: dead}
 }
 
 func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
 	in, err := w.dec.decode(ctx, rec)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err // stopping: the registry lookup was cut short
+		}
+		return nil, &poisonError{err}
 	}
 	key := string(rec.Key)
 	switch in.kind {
@@ -146,7 +184,7 @@ func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, e
 			return nil, err
 		}
 		if _, err := applyChange(w.rm, key, st, in.change, w.s.cfg.BubbleUp.EmitReads); err != nil {
-			return nil, err
+			return nil, &poisonError{err}
 		}
 		return nil, nil
 	case kindTxnEnd:

@@ -118,6 +118,9 @@ type refReader struct {
 	dec    *decoder
 	log    *zap.Logger
 	parts  map[topicPartition]*refPartRead
+	// poison handles a record that does not decode (poison.go refPoison): nil to go on, or the
+	// error that stops the stage.
+	poison func(ctx context.Context, rec *kgo.Record, err error) error
 }
 
 // refPartRead is what the reader tracks of one reference topic partition to tell when compaction
@@ -201,7 +204,10 @@ func (r *refReader) apply(ctx context.Context, rb *refBatch, rec *kgo.Record) er
 	}
 	in, err := r.dec.decode(ctx, rec)
 	if err != nil {
-		return fmt.Errorf("reference topic %s partition %d offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		if ctx.Err() != nil {
+			return err
+		}
+		return r.poison(ctx, rec, err)
 	}
 	switch in.kind {
 	case kindWatermark:

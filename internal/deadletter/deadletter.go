@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -202,4 +203,21 @@ func Permanent(err error) bool {
 		}
 	}
 	return false
+}
+
+// Causes of a dead-lettered record, the cause label of the poison metrics.
+const (
+	// CauseDecode: the stage could not decode or apply the record.
+	CauseDecode = "decode"
+	// CauseProduce: the broker refused, for good, what the stage produced for the record.
+	CauseProduce = "produce"
+)
+
+// NewCounter is a stage's poison metric, walhook_<subsystem>_poison_records_total by source
+// topic and cause (CauseDecode, CauseProduce).
+func NewCounter(subsystem string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "walhook", Subsystem: subsystem, Name: "poison_records_total",
+		Help: "Input records the stage could not process and copied to its poison topic (on_poison: dead_letter), by source topic and cause (decode, produce).",
+	}, []string{"topic", "cause"})
 }
