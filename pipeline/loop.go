@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"go.uber.org/zap"
 )
@@ -204,6 +206,10 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	if procErr != nil {
 		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
+		if errors.Is(procErr, avro.ErrRegistryUnavailable) {
+			// Retried in a new session after RunSessions' backoff: the registry may come back.
+			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: %w", procErr)}
+		}
 		return fmt.Errorf("pipeline: %w", procErr)
 	}
 	start := time.Now()

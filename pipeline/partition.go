@@ -171,8 +171,8 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record, refused ma
 func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
 	in, err := w.dec.decode(ctx, rec)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err // stopping: the registry lookup was cut short
+		if ctx.Err() != nil || errors.Is(err, avro.ErrRegistryUnavailable) {
+			return nil, err // stopping, or the registry did not answer: the record may be fine
 		}
 		return nil, &poisonError{err}
 	}

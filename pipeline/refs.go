@@ -12,6 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
 )
 
 // refTables is the local copy of every cross-service reference table: every version of every row
@@ -204,8 +206,8 @@ func (r *refReader) apply(ctx context.Context, rb *refBatch, rec *kgo.Record) er
 	}
 	in, err := r.dec.decode(ctx, rec)
 	if err != nil {
-		if ctx.Err() != nil {
-			return err
+		if ctx.Err() != nil || errors.Is(err, avro.ErrRegistryUnavailable) {
+			return fmt.Errorf("reference topic %s partition %d offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 		}
 		return r.poison(ctx, rec, err)
 	}
