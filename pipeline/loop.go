@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"go.uber.org/zap"
 )
@@ -78,6 +79,10 @@ func (s *Stage) loop(ctx context.Context) error {
 			continue
 		}
 		if err := s.transact(ctx, sess, workers, batches); err != nil {
+			var stop *deadletter.StopError
+			if errors.As(err, &stop) {
+				s.log.Error("stopping on a poison record (bubbleup.on_poison: stop)", zap.Error(err))
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -206,6 +211,10 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	if procErr != nil {
 		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
+		var stop *deadletter.StopError
+		if errors.As(procErr, &stop) && s.retry.stopLater(batches) {
+			return nil // the records before the poison one are committed first, one per transaction
+		}
 		if errors.Is(procErr, avro.ErrRegistryUnavailable) {
 			// Retried in a new session after RunSessions' backoff: the registry may come back.
 			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: %w", procErr)}

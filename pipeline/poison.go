@@ -50,6 +50,22 @@ func (r *produceRetry) pollMax(n int) int {
 	return n
 }
 
+// stopLater reports whether a transaction over batches that met a poison record under
+// on_poison: stop is retried one record per transaction instead of stopping now: the group then
+// stops with its committed offset at the poison record, which `walhook dlq skip` moves past
+// without skipping anything else.
+func (r *produceRetry) stopLater(batches map[topicPartition][]*kgo.Record) bool {
+	n := 0
+	for _, recs := range batches {
+		n += len(recs)
+	}
+	if n <= 1 {
+		return false
+	}
+	r.isolate = n
+	return true
+}
+
 // committed records a committed transaction over batches.
 func (r *produceRetry) committed(batches map[topicPartition][]*kgo.Record) {
 	r.failures, r.attempts = 0, 0

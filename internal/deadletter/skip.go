@@ -44,8 +44,22 @@ func Skip(ctx context.Context, cfg *config.Config, stage string, pos Position, r
 	if err != nil {
 		return fmt.Errorf("deadletter: committed offsets of group %s: %w", group, err)
 	}
-	if c, ok := committed.Lookup(pos.Topic, pos.Partition); ok && c.Err == nil && c.At > pos.Offset {
-		return fmt.Errorf("deadletter: group %s is already at %s[%d]@%d, past offset %d: nothing to skip", group, pos.Topic, pos.Partition, c.At, pos.Offset)
+	at := int64(-1)
+	if c, ok := committed.Lookup(pos.Topic, pos.Partition); ok && c.Err == nil && c.At >= 0 {
+		at = c.At
+	} else {
+		starts, err := adm.ListStartOffsets(ctx, pos.Topic)
+		if err != nil {
+			return fmt.Errorf("deadletter: log start of %s: %w", pos.Topic, err)
+		}
+		if o, ok := starts.Lookup(pos.Topic, pos.Partition); ok && o.Err == nil {
+			at = o.Offset
+		}
+	}
+	if at != pos.Offset {
+		// Committing past pos from elsewhere would skip the records between, unprocessed.
+		return fmt.Errorf("deadletter: group %s resumes %s[%d] at offset %d, not at %d: only the record the stage stopped at can be skipped",
+			group, pos.Topic, pos.Partition, at, pos.Offset)
 	}
 	rec, err := kafkaconn.ReadAt(ctx, cfg.Kafka, pos.Topic, pos.Partition, pos.Offset)
 	if err != nil {
