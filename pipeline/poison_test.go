@@ -3,8 +3,8 @@ package pipeline
 import (
 	"context"
 	"encoding/base64"
-	"math/rand/v2"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
