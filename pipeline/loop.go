@@ -48,9 +48,9 @@ func (s *Stage) loop(ctx context.Context) error {
 	for {
 		t0 := time.Now()
 		pctx, release := s.pollContext(ctx) // also ends when reference changes are due (reemit.go)
-		fs := sess.PollRecords(pctx, s.retry.pollMax(s.cfg.BubbleUp.MaxPollRecords))
+		fs := sess.PollRecords(pctx, s.retry.PollMax(s.cfg.BubbleUp.MaxPollRecords))
 		release()
-		if n := fs.NumRecords(); n > 0 && !s.retry.isolating() && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
+		if n := fs.NumRecords(); n > 0 && !s.retry.Isolating() && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
 			fs = append(fs, s.pollFresh(ctx, sess, s.cfg.BubbleUp.MaxPollRecords-n)...)
 		}
 		polled = time.Now()
@@ -203,7 +203,7 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 			}
 		})
 	}
-	results := s.process(ctx, involved, batches, s.retry.refused, produce)
+	results := s.process(ctx, involved, batches, produce)
 	var procErr error
 	for _, r := range results {
 		procErr = errors.Join(procErr, r.err)
@@ -212,7 +212,7 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
 		var stop *deadletter.StopError
-		if errors.As(procErr, &stop) && s.retry.stopLater(batches) {
+		if errors.As(procErr, &stop) && s.retry.StopLater(flat(batches)) {
 			return nil // the records before the poison one are committed first, one per transaction
 		}
 		if errors.Is(procErr, avro.ErrRegistryUnavailable) {
@@ -242,11 +242,11 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: end transaction: %w", err)}
 		}
 		if produceErr != nil {
-			return s.retry.failed(ctx, s, batches, produceErr)
+			return s.retry.Failed(ctx, flat(batches), produceErr)
 		}
 		return nil
 	}
-	s.retry.committed(batches)
+	s.retry.Committed(flat(batches))
 	// The workers write their overlays to Pebble on their own goroutines while the loop polls
 	// the next batch; a worker's next batch runs after its write, and fails if the write did.
 	for _, w := range involved {
@@ -286,15 +286,14 @@ func (s *Stage) worker(ctx context.Context, workers map[topicPartition]*partWork
 
 // process runs every worker's batch concurrently, each on its own worker goroutine, hands each
 // successful batch's records to produce as soon as that worker is done, and waits for all.
-func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record,
-	refused map[topicPartition]map[int64]error, produce func(*kgo.Record)) []batchResult {
+func (s *Stage) process(ctx context.Context, involved map[topicPartition]*partWorker, batches map[topicPartition][]*kgo.Record, produce func(*kgo.Record)) []batchResult {
 	results := make([]batchResult, 0, len(involved))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for tp, w := range involved {
 		wg.Go(func() {
 			var r batchResult
-			w.do(func() { r = w.process(ctx, batches[tp], refused[tp]) })
+			w.do(func() { r = w.process(ctx, batches[tp]) })
 			if r.err == nil {
 				for _, rec := range r.out {
 					produce(rec)

@@ -103,9 +103,7 @@ func (e *poisonError) Unwrap() error { return e.err }
 
 // process applies records (in offset order) to the overlay and returns the snapshot and changelog
 // records to produce in the open Kafka transaction. Nothing reaches Pebble until commit.
-// refused holds the offsets of records whose output the broker refused for good, with the
-// produce error: they are dead-lettered without being applied.
-func (w *partWorker) process(ctx context.Context, recs []*kgo.Record, refused map[int64]error) batchResult {
+func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResult {
 	if w.writeErr != nil {
 		// The last committed transaction is in Kafka but not in Pebble: applying more on top
 		// would build versions from stale state. Fail; a restart restores from the changelog.
@@ -123,8 +121,8 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record, refused ma
 		if out, err = w.reemitBefore(ctx, rec, out, snaps); err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, rec.Offset, err)}
 		}
-		if reason, ok := refused[rec.Offset]; ok {
-			// What this record produced was refused for good (loop.go isolate): it is
+		if reason, ok := w.s.retry.Refused(rec); ok {
+			// What this record produced was refused for good (deadletter.Retry): it is
 			// dead-lettered instead of applied.
 			out = append(out, w.s.deadLetter(rec, reason))
 			dead = append(dead, poisoned{rec.Topic, deadletter.CauseProduce})

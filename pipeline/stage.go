@@ -50,7 +50,7 @@ type Stage struct {
 	inexactTopic string
 	inexactLog   logLimiter
 	poisonTopic  string       // where undecodable or refused input records are copied (poison.go)
-	retry        produceRetry // owned by the loop goroutine
+	retry        *deadletter.Retry // owned by the loop goroutine
 
 	// Set by Run before any worker starts; read-only afterwards.
 	db    *pebble.DB
@@ -111,6 +111,7 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	s.layout = newRefLayout(s.roots)
 	s.inexactTopic = cfg.InexactReferenceTopic()
 	s.poisonTopic = cfg.PoisonTopic(config.StageBubbleUp)
+	s.retry = &deadletter.Retry{Stage: config.StageBubbleUp, OnPoison: cfg.BubbleUp.OnPoison, PoisonTopic: s.poisonTopic, Log: s.log}
 	if s.snapSchema, err = avro.ParseSchema(avro.SnapshotSchema()); err != nil {
 		return nil, fmt.Errorf("pipeline: snapshot schema: %w", err)
 	}
