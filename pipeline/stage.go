@@ -49,7 +49,7 @@ type Stage struct {
 	// transaction (inexact.go); inexactLog rate-limits their log line.
 	inexactTopic string
 	inexactLog   logLimiter
-	poisonTopic  string       // where undecodable or refused input records are copied (poison.go)
+	poisonTopic  string            // where undecodable or refused input records are copied (poison.go)
 	retry        *deadletter.Retry // owned by the loop goroutine
 
 	// Set by Run before any worker starts; read-only afterwards.

@@ -56,6 +56,13 @@ func Skip(ctx context.Context, cfg *config.Config, stage string, pos Position, r
 			at = o.Offset
 		}
 	}
+	if at < pos.Offset {
+		// Only transaction markers or aborted records may lie between (the group commits
+		// the offset after its last record, where a marker may follow).
+		if first, err := kafkaconn.ReadFirst(ctx, cfg.Kafka, pos.Topic, pos.Partition, at); err == nil && first.Offset == pos.Offset {
+			at = pos.Offset
+		}
+	}
 	if at != pos.Offset {
 		// Committing past pos from elsewhere would skip the records between, unprocessed.
 		return fmt.Errorf("deadletter: group %s resumes %s[%d] at offset %d, not at %d: only the record the stage stopped at can be skipped",

@@ -93,6 +93,17 @@ const readAtTimeout = 10 * time.Second
 // ReadAt reads the committed record of topic at partition and offset; an error wrapping
 // ErrNoRecord when there is none.
 func ReadAt(ctx context.Context, cfg config.Kafka, topic string, partition int32, offset int64) (*kgo.Record, error) {
+	r, err := ReadFirst(ctx, cfg, topic, partition, offset)
+	if err == nil && r.Offset != offset {
+		err = fmt.Errorf("%w: %s[%d]@%d", ErrNoRecord, topic, partition, offset)
+	}
+	return r, err
+}
+
+// ReadFirst reads the first committed record of topic's partition at or after offset (markers
+// and aborted records are skipped); an error wrapping ErrNoRecord when there is none before
+// the end of the log.
+func ReadFirst(ctx context.Context, cfg config.Kafka, topic string, partition int32, offset int64) (*kgo.Record, error) {
 	opts, err := Opts(cfg)
 	if err != nil {
 		return nil, err
@@ -119,10 +130,9 @@ func ReadAt(ctx context.Context, cfg config.Kafka, topic string, partition int32
 		})
 		var found *kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset == offset {
+			if found == nil && r.Offset >= offset {
 				found = r
 			}
-			past = past || r.Offset >= offset
 		})
 		if found != nil {
 			return found, nil

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -41,7 +43,7 @@ func (s *Sink) loop(ctx context.Context, cat catalog, fr framer) error {
 	}
 	dec := &snapshotDecoder{reg: s.reg, known: map[string]bool{}}
 	for {
-		fetches := sess.PollRecords(ctx, s.maxPoll)
+		fetches := sess.PollRecords(ctx, s.retry.PollMax(s.maxPoll))
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -96,14 +98,48 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat catalog, fr framer, dec *snapshotDecoder, recs []*kgo.Record) error {
 	start := time.Now()
 	out := make([]*kgo.Record, 0, 2*len(recs))
+	var dead []poisoned
 	for _, rec := range recs {
 		rs := s.byTopic[rec.Topic]
 		if rs == nil || rec.Value == nil {
 			continue
 		}
+		if reason, ok := s.retry.Refused(rec); ok {
+			out = append(out, s.deadLetter(rec, reason))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseProduce})
+			continue
+		}
 		snap, err := dec.decode(ctx, rec)
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, avro.ErrRegistryUnavailable) {
+				return &kafkaconn.SessionError{Err: err} // a new session after a backoff: the registry may come back
+			}
+			if s.cfg.Compliance.OnPoison == config.PoisonStop {
+				if s.retry.StopLater(recs) {
+					// Commit the records before it first, one per transaction: rewind to the
+					// committed offsets.
+					if err := sess.Begin(); err != nil {
+						return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
+					}
+					if _, err := sess.End(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
+						return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: abort transaction: %w", err)}
+					}
+					return nil
+				}
+				err = &deadletter.StopError{Stage: config.StageCompliance,
+					Record: deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}, Reason: err}
+				s.log.Error("stopping on a poison record (compliance.on_poison: stop)", zap.Error(err))
+				return err
+			}
+			s.log.Warn("compliance: undecodable snapshot record copied to the poison topic; continuing with the next record",
+				zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+				zap.String("poison_topic", s.poisonTopic), zap.Error(err))
+			out = append(out, s.deadLetter(rec, err))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
+			continue
 		}
 		for _, t := range []*topicSink{rs.log, rs.latest} {
 			r, err := s.record(ctx, cat, fr, rs, t, snap)
@@ -152,15 +188,30 @@ func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat
 	if !committed {
 		s.metrics.aborts.Inc()
 		if produceErr != nil {
-			s.log.Warn("compliance: transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
+			return s.retry.Failed(ctx, recs, produceErr)
 		}
 		return nil
 	}
+	s.retry.Committed(recs)
 	s.metrics.txnSeconds.Observe(time.Since(start).Seconds())
 	for _, r := range out {
-		s.metrics.records.WithLabelValues(r.Topic).Inc()
+		if r.Topic != s.poisonTopic {
+			s.metrics.records.WithLabelValues(r.Topic).Inc()
+		}
+	}
+	for _, p := range dead {
+		s.metrics.poison.WithLabelValues(p.topic, p.cause).Inc()
 	}
 	return nil
+}
+
+// poisoned is one dead-lettered record of a transaction, for the poison metric.
+type poisoned struct{ topic, cause string }
+
+// deadLetter is the poison-topic record of rec, produced in the transaction that commits rec's
+// offset.
+func (s *Sink) deadLetter(rec *kgo.Record, reason error) *kgo.Record {
+	return deadletter.Record(s.poisonTopic, config.StageCompliance, rec, reason, time.Now())
 }
 
 // record encodes snap for topic t, reading the catalog again once when the payload shows the
