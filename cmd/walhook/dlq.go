@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
+	"github.com/walhook/walhook/sinks/webhook"
 )
 
 // newDLQCommand is `walhook dlq`: the poison records the stages dead-lettered (records they could
@@ -161,9 +161,9 @@ that fails again is dead-lettered again. The poison topic keeps its entries (ret
 				}
 			default:
 				for _, id := range ids {
-					p, o, perr := parseEntryID(id)
+					p, o, perr := webhook.ParseDeadLetterID(id) // the same <partition>-<offset> ids
 					if perr != nil {
-						return perr
+						return hooksError(perr)
 					}
 					e, err := deadletter.At(ctx, cfg, stage, p, o)
 					if err != nil {
@@ -207,16 +207,6 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func parseEntryID(id string) (int32, int64, error) {
-	ps, os, ok := strings.Cut(id, "-")
-	p, err1 := strconv.ParseInt(ps, 10, 32)
-	o, err2 := strconv.ParseInt(os, 10, 64)
-	if !ok || err1 != nil || err2 != nil || p < 0 || o < 0 {
-		return 0, 0, fmt.Errorf("--id %q: write <partition>-<offset>, e.g. 2-17, as walhook dlq list shows it", id)
-	}
-	return int32(p), o, nil
 }
 
 func dlqSkip() *cobra.Command {
