@@ -69,6 +69,9 @@ func (t *tracker) open() *ackTxn {
 		if err == nil && r.Offset&63 == 0 && t.observe != nil {
 			t.observe(r) // one record in 64: the histogram costs more than the rest of done
 		}
+		if err != nil {
+			err = newProduceError(r, err) // names the table, LSN and topic (produce.go)
+		}
 		t.done(a, recordSize(r), err)
 	}
 	t.mu.Lock()
