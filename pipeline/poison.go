@@ -33,7 +33,12 @@ func flat(batches map[topicPartition][]*kgo.Record) []*kgo.Record {
 func (s *Stage) refPoison(ctx context.Context, rec *kgo.Record, err error) error {
 	pos := deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	if s.cfg.BubbleUp.OnPoison == config.PoisonStop {
-		return &deadletter.StopError{Stage: config.StageBubbleUp, Record: pos, Reason: err}
+		// Not a StopError: `walhook dlq skip` moves a consumer group, and the reference reader
+		// has none; every start reads the topic from its beginning again.
+		return fmt.Errorf("pipeline: reference record %s cannot be decoded: %w; bubbleup.on_poison is %q, so the stage stopped. "+
+			"A reference topic is read from its start on every start, so the record cannot be skipped: produce a tombstone for its key "+
+			"to %s once its producer is fixed (compaction then removes it), or set bubbleup.on_poison: %s to copy it to %s and go on",
+			pos, err, config.PoisonStop, rec.Topic, config.PoisonDeadLetter, s.poisonTopic)
 	}
 	if perr := s.admin.ProduceSync(ctx, s.deadLetter(rec, err)).FirstErr(); perr != nil {
 		return fmt.Errorf("pipeline: copying the undecodable reference record %s (%v) to the poison topic %s: %w", pos, err, s.poisonTopic, perr)
