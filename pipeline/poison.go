@@ -36,9 +36,9 @@ func (s *Stage) refPoison(ctx context.Context, rec *kgo.Record, err error) error
 		// Not a StopError: `walhook dlq skip` moves a consumer group, and the reference reader
 		// has none; every start reads the topic from its beginning again.
 		return fmt.Errorf("pipeline: reference record %s cannot be decoded: %w; bubbleup.on_poison is %q, so the stage stopped. "+
-			"A reference topic is read from its start on every start, so the record cannot be skipped: produce a tombstone for its key "+
-			"to %s once its producer is fixed (compaction then removes it), or set bubbleup.on_poison: %s to copy it to %s and go on",
-			pos, err, config.PoisonStop, rec.Topic, config.PoisonDeadLetter, s.poisonTopic)
+			"A reference topic is read from its start on every start, so the record cannot be skipped: set bubbleup.on_poison: %s to copy it to %s and go on "+
+			"(a tombstone for its key on %s removes it only when compaction runs, bubbleup.reference_history later at the earliest)",
+			pos, err, config.PoisonStop, config.PoisonDeadLetter, s.poisonTopic, rec.Topic)
 	}
 	if perr := s.admin.ProduceSync(ctx, s.deadLetter(rec, err)).FirstErr(); perr != nil {
 		return fmt.Errorf("pipeline: copying the undecodable reference record %s (%v) to the poison topic %s: %w", pos, err, s.poisonTopic, perr)
