@@ -117,40 +117,29 @@ func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat
 			if errors.Is(err, avro.ErrRegistryUnavailable) {
 				return &kafkaconn.SessionError{Err: err} // a new session after a backoff: the registry may come back
 			}
-			if s.cfg.Compliance.OnPoison == config.PoisonStop {
-				if s.retry.StopLater(recs) {
-					// Commit the records before it first, one per transaction: rewind to the
-					// committed offsets.
-					if err := sess.Begin(); err != nil {
-						return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
-					}
-					if _, err := sess.End(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
-						return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: abort transaction: %w", err)}
-					}
-					return nil
-				}
-				err = &deadletter.StopError{Stage: config.StageCompliance,
-					Record: deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}, Reason: err}
-				s.log.Error("stopping on a poison record (compliance.on_poison: stop)", zap.Error(err))
-				return err
+			if stop, ret := s.stopOnPoison(ctx, sess, rec, recs, err); stop {
+				return ret
 			}
-			s.log.Warn("compliance: undecodable snapshot record copied to the poison topic; continuing with the next record",
-				zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
-				zap.String("poison_topic", s.poisonTopic), zap.Error(err))
 			out = append(out, s.deadLetter(rec, err))
 			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
 			continue
 		}
-		for _, t := range []*topicSink{rs.log, rs.latest} {
-			r, err := s.record(ctx, cat, fr, rs, t, snap)
-			if err != nil {
-				return err
+		built, err := s.build(ctx, cat, fr, rs, snap)
+		var re *recordError
+		if errors.As(err, &re) {
+			// The snapshot decodes but its payload does not fit the compliance record (not a
+			// JSON object, a value of another type): the record's own fault.
+			if stop, ret := s.stopOnPoison(ctx, sess, rec, recs, re.err); stop {
+				return ret
 			}
-			out = append(out, r)
+			out = append(out, s.deadLetter(rec, re.err))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
+			continue
 		}
-		if s.cfg.Compliance.TombstoneDeleted && snap.Verb == avro.VerbDeleted {
-			out = append(out, &kgo.Record{Topic: rs.latest.name, Key: []byte(snap.Key), Headers: headers(snap)})
+		if err != nil {
+			return err
 		}
+		out = append(out, built...)
 	}
 	if err := sess.Begin(); err != nil {
 		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
@@ -214,6 +203,55 @@ func (s *Sink) deadLetter(rec *kgo.Record, reason error) *kgo.Record {
 	return deadletter.Record(s.poisonTopic, config.StageCompliance, rec, reason, time.Now())
 }
 
+// build encodes snap for both compliance topics of rs (and the tombstone after a deleted
+// version, when configured).
+func (s *Sink) build(ctx context.Context, cat catalog, fr framer, rs *rootSink, snap avro.Snapshot) ([]*kgo.Record, error) {
+	out := make([]*kgo.Record, 0, 3)
+	for _, t := range []*topicSink{rs.log, rs.latest} {
+		r, err := s.record(ctx, cat, fr, rs, t, snap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if s.cfg.Compliance.TombstoneDeleted && snap.Verb == avro.VerbDeleted {
+		out = append(out, &kgo.Record{Topic: rs.latest.name, Key: []byte(snap.Key), Headers: headers(snap)})
+	}
+	return out, nil
+}
+
+// recordError is a snapshot whose payload cannot become a compliance record: a poison record.
+type recordError struct{ err error }
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
+
+// stopOnPoison handles a poison record rec of the polled recs under compliance.on_poison: stop.
+// It reports whether the transaction ends here, with what transact returns: nil after rewinding
+// to the committed offsets when other records came with rec (they are committed first, one per
+// transaction), or the StopError. With dead_letter it reports false, after logging.
+func (s *Sink) stopOnPoison(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, recs []*kgo.Record, reason error) (bool, error) {
+	if s.cfg.Compliance.OnPoison != config.PoisonStop {
+		s.log.Warn("compliance: poison snapshot record copied to the poison topic; continuing with the next record",
+			zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+			zap.String("poison_topic", s.poisonTopic), zap.Error(reason))
+		return false, nil
+	}
+	if s.retry.StopLater(recs) {
+		if err := sess.Begin(); err != nil {
+			return true, &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
+		}
+		if _, err := sess.End(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
+			return true, &kafkaconn.SessionError{Err: fmt.Errorf("compliance: abort transaction: %w", err)}
+		}
+		return true, nil
+	}
+	err := &deadletter.StopError{Stage: config.StageCompliance,
+		Record: deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}, Reason: reason}
+	s.log.Error("stopping on a poison record (compliance.on_poison: stop)", zap.Error(err))
+	return true, err
+}
+
 // record encodes snap for topic t, reading the catalog again once when the payload shows the
 // schema is stale (a column added or dropped).
 func (s *Sink) record(ctx context.Context, cat catalog, fr framer, rs *rootSink, t *topicSink, snap avro.Snapshot) (*kgo.Record, error) {
@@ -231,11 +269,11 @@ func (s *Sink) record(ctx context.Context, cat catalog, fr framer, rs *rootSink,
 		native, err = t.schema.native(snap)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("compliance: root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)
+		return nil, &recordError{fmt.Errorf("compliance: root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)}
 	}
 	value, err := t.schema.codec.BinaryFromNative(append(make([]byte, 0, 256), t.prefix...), native)
 	if err != nil {
-		return nil, fmt.Errorf("compliance: encode root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)
+		return nil, &recordError{fmt.Errorf("compliance: encode root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)}
 	}
 	return &kgo.Record{Topic: t.name, Key: []byte(snap.Key), Value: value, Headers: headers(snap)}, nil
 }

@@ -31,20 +31,29 @@ func TestPoisonSnapshotsDeadLettered(t *testing.T) {
 	for _, g := range dltest.Garbage {
 		bad = append(bad, dltest.Produce(t, h.env, h.snapshotTopic(), "134", g))
 	}
-	h.produce(seed(2, nil))
+	notObject := seed(2, nil)
+	notObject.Payload = []byte(`[1, 2]`) // framed and decodable, but no object to write
+	h.produce(notObject, seed(3, nil))
 	prom := prometheus.NewRegistry()
 	h.run(compliance.WithRegisterer(prom))
 
 	got := h.consume(h.logTopic(), 2)
-	if len(got) != 2 || got[1].value["version"] != int64(2) {
-		t.Fatalf("log topic: %d records, want versions 1 and 2", len(got))
+	if len(got) != 2 || got[1].value["version"] != int64(3) {
+		t.Fatalf("log topic: %d records, want versions 1 and 3", len(got))
 	}
-	entries := dltest.Wait(t, h.env, h.cfg, config.StageCompliance, len(bad), 30*time.Second)
+	entries := dltest.Wait(t, h.env, h.cfg, config.StageCompliance, len(bad)+1, 30*time.Second)
 	for _, b := range bad {
 		dltest.Check(t, dltest.Find(t, entries, b), b, config.StageCompliance, "")
 	}
+	found := false
+	for _, e := range entries {
+		found = found || strings.Contains(e.Reason, "not a JSON object") && strings.Contains(string(e.Original.Value), "[1, 2]")
+	}
+	if !found {
+		t.Errorf("no poison entry for the snapshot whose payload is not an object among %d", len(entries))
+	}
 	dltest.Eventually(t, 10*time.Second, "poison records counted", func() bool {
-		return dltest.CounterSum(t, prom, "walhook_compliance_poison_records_total") == float64(len(bad))
+		return dltest.CounterSum(t, prom, "walhook_compliance_poison_records_total") == float64(len(bad)+1)
 	})
 }
 
