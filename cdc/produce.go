@@ -209,15 +209,15 @@ func (e *produceError) Unwrap() error { return e.err }
 // would make that a tight crash loop.
 const refusedBackoff = 15 * time.Second
 
-// backoffRefused returns err, after refusedBackoff (or when ctx ends) when it is a record the
+// backoffRefused returns err, after wait (or when ctx ends) when it is a record the
 // broker refuses for good.
-func backoffRefused(ctx context.Context, log *zap.Logger, err error) error {
+func backoffRefused(ctx context.Context, log *zap.Logger, wait time.Duration, err error) error {
 	var pe *produceError
 	if !errors.As(err, &pe) || !deadletter.Permanent(pe.err) || ctx.Err() != nil {
 		return err
 	}
-	log.Error("cdc: a record is refused for good; exiting after a pause", zap.Duration("in", refusedBackoff), zap.Error(err))
-	t := time.NewTimer(refusedBackoff)
+	log.Error("cdc: a record is refused for good; exiting after a pause", zap.Duration("in", wait), zap.Error(err))
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -24,7 +24,8 @@ func TestRefusedRecordStopsClearly(t *testing.T) {
 	if _, err := adm.CreateTopic(context.Background(), e.cfg.Kafka.Partitions, -1, map[string]*string{"max.message.bytes": &limit}, topic); err != nil {
 		t.Fatal(err)
 	}
-	r := e.start("refused")
+	const wait = 2 * time.Second
+	r := e.start("refused", func(s *Stage) { s.refusedWait = wait })
 	e.waitActive()
 	e.exec(`INSERT INTO session.instance (id, status, tenant_id) VALUES (1, 'COMPLETED', 't1')`)
 	e.exec(`INSERT INTO incident.instance (id, description, status, severity, start_time, session_instance_id, tenant_id)
@@ -47,7 +48,7 @@ func TestRefusedRecordStopsClearly(t *testing.T) {
 		t.Fatal("the stage did not stop on a record the broker refuses")
 	}
 	r.once.Do(func() {}) // already returned
-	if took := time.Since(start); took < refusedBackoff/2 {
+	if took := time.Since(start); took < wait {
 		t.Errorf("the stage returned %v after the refused record: a restart would loop tightly", took)
 	}
 	msg := fmt.Sprint(err)

@@ -71,7 +71,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	if ctx.Err() != nil && err != nil && errors.Is(err, context.Canceled) {
 		return nil
 	}
-	return backoffRefused(ctx, s.log, err)
+	return backoffRefused(ctx, s.log, s.refusedWait, err)
 }
 
 // stream prepares everything and runs the replication loop.
