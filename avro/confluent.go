@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -94,8 +95,12 @@ func (r *ConfluentRegistry) Resolve(ctx context.Context, value []byte) (string, 
 		return text, body, nil
 	}
 	s, err := r.client.SchemaByID(ctx, int(id))
-	if err != nil {
+	var re *sr.ResponseError
+	switch {
+	case errors.As(err, &re) && re.StatusCode == http.StatusNotFound:
 		return "", nil, fmt.Errorf("%w: schema id %d: %w", ErrUnknownSchema, id, err)
+	case err != nil:
+		return "", nil, fmt.Errorf("%w: looking up schema id %d: %w", ErrRegistryUnavailable, id, err)
 	}
 	r.mu.Lock()
 	r.schemas[id] = s.Schema

@@ -25,6 +25,9 @@ var (
 	ErrNotFramed = errors.New("avro: value is not framed for this registry")
 	// ErrUnknownSchema: the writer schema of a value cannot be found.
 	ErrUnknownSchema = errors.New("avro: unknown writer schema")
+	// ErrRegistryUnavailable: the registry could not be asked (unreachable, an error answer
+	// other than not found): the value may be fine, and the lookup is worth retrying.
+	ErrRegistryUnavailable = errors.New("avro: schema registry unavailable")
 )
 
 const (

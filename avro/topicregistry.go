@@ -133,7 +133,7 @@ func (r *TopicRegistry) Resolve(ctx context.Context, value []byte) (string, []by
 		return text, body, nil
 	}
 	if err := r.refresh(ctx); err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("%w: reading schema topic %q: %w", ErrRegistryUnavailable, r.topic, err)
 	}
 	if text, ok := r.schema(fp); ok {
 		return text, body, nil

@@ -53,6 +53,7 @@ type ackTxn struct {
 	end         pglogrepl.LSN // LSN to confirm once complete; set by close (guarded by tr.mu)
 	closed      bool          // every record of the transaction has been produced (guarded by tr.mu)
 	outstanding atomic.Int64  // records produced and not yet acknowledged
+	failed      bool          // a record was refused: never confirmed (guarded by tr.mu)
 	// promise is the kgo promise of every record of the transaction: one closure per
 	// transaction rather than one per record.
 	promise func(*kgo.Record, error)
@@ -68,6 +69,9 @@ func (t *tracker) open() *ackTxn {
 	a.promise = func(r *kgo.Record, err error) {
 		if err == nil && r.Offset&63 == 0 && t.observe != nil {
 			t.observe(r) // one record in 64: the histogram costs more than the rest of done
+		}
+		if err != nil {
+			err = newProduceError(r, err) // names the table, LSN and topic (produce.go)
 		}
 		t.done(a, recordSize(r), err)
 	}
@@ -98,6 +102,7 @@ func (t *tracker) done(a *ackTxn, size int, err error) {
 			t.err = err
 			t.hasErr.Store(true)
 		}
+		a.failed = true
 		t.mu.Unlock()
 	}
 	t.inflight.Add(-int64(size))
@@ -128,8 +133,8 @@ func (t *tracker) advanceLocked() {
 	i := 0
 	for ; i < len(t.queue); i++ {
 		a := t.queue[i]
-		if !a.closed || a.outstanding.Load() > 0 {
-			break
+		if !a.closed || a.outstanding.Load() > 0 || a.failed {
+			break // a failed transaction, and everything after it, is streamed again after a restart
 		}
 		if a.end > t.confirmed {
 			t.confirmed = a.end

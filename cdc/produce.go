@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -165,4 +166,62 @@ func topicPartitions(ctx context.Context, cl *kgo.Client, topic string) (int32, 
 		return int32(len(t.Partitions)), nil
 	}
 	return 0, nil
+}
+
+// produceError is a record the broker refused after kgo's retries, named by its table, LSN,
+// topic and size, so the error that stops the stage says which row it was.
+type produceError struct {
+	topic, table, lsn string
+	bytes             int
+	err               error
+}
+
+func newProduceError(r *kgo.Record, err error) error {
+	pe := &produceError{topic: r.Topic, bytes: len(r.Key) + len(r.Value), err: err}
+	for _, h := range r.Headers {
+		switch h.Key {
+		case "walhook-table":
+			pe.table = string(h.Value)
+		case "walhook-lsn":
+			pe.lsn = string(h.Value)
+		}
+	}
+	return pe
+}
+
+func (e *produceError) Error() string {
+	what := fmt.Sprintf("record of %d bytes to %s", e.bytes, e.topic)
+	if e.table != "" {
+		what += fmt.Sprintf(" (table %s, LSN %s)", e.table, e.lsn)
+	}
+	if deadletter.Permanent(e.err) {
+		return fmt.Sprintf("%s refused for good: %v; the slot stays before this transaction, so nothing is lost, and every start meets the same record: "+
+			"raise max.message.bytes of %s (kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config max.message.bytes=N) "+
+			"or leave the large column out of the model (exclude), then start cdc again", what, e.err, e.topic, e.topic)
+	}
+	return fmt.Sprintf("%s: %v", what, e.err)
+}
+
+func (e *produceError) Unwrap() error { return e.err }
+
+// refusedBackoff is how long the stage waits before it returns an error of a record the broker
+// refuses for good: the next start meets the same record, and a supervisor that restarts at once
+// would make that a tight crash loop.
+const refusedBackoff = 15 * time.Second
+
+// backoffRefused returns err, after wait (or when ctx ends) when it is a record the
+// broker refuses for good.
+func backoffRefused(ctx context.Context, log *zap.Logger, wait time.Duration, err error) error {
+	var pe *produceError
+	if !errors.As(err, &pe) || !deadletter.Permanent(pe.err) || ctx.Err() != nil {
+		return err
+	}
+	log.Error("cdc: a record is refused for good; exiting after a pause", zap.Duration("in", wait), zap.Error(err))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return err
 }

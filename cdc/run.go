@@ -72,7 +72,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	if ctx.Err() != nil && err != nil && errors.Is(err, context.Canceled) {
 		return nil
 	}
-	return err
+	return backoffRefused(ctx, s.log, s.refusedWait, err)
 }
 
 // stream prepares everything and runs the replication loop.

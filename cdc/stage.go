@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -17,13 +18,16 @@ import (
 
 // Stage is the CDC stage of one slot. Create it with New and run it with Run.
 type Stage struct {
-	cfg      *config.Config
-	log      *zap.Logger
-	reg      prometheus.Registerer
-	registry avro.Registry // nil: built in Run from cfg.SchemaRegistry
-	metrics  *metrics
-	onMarker MarkerFunc
-	tracer   trace.Tracer // nil: tracing disabled
+	cfg *config.Config
+	log *zap.Logger
+	reg prometheus.Registerer
+	// refusedWait is how long Run waits before it returns a record refused for good
+	// (produce.go backoffRefused); refusedBackoff, shorter in tests.
+	refusedWait time.Duration
+	registry    avro.Registry // nil: built in Run from cfg.SchemaRegistry
+	metrics     *metrics
+	onMarker    MarkerFunc
+	tracer      trace.Tracer // nil: tracing disabled
 
 	runMu   sync.Mutex
 	running bool
@@ -75,7 +79,7 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	if cfg == nil {
 		return nil, errors.New("cdc: nil config")
 	}
-	s := &Stage{cfg: cfg, log: zap.NewNop(), reg: prometheus.NewRegistry()}
+	s := &Stage{cfg: cfg, log: zap.NewNop(), reg: prometheus.NewRegistry(), refusedWait: refusedBackoff}
 	for _, o := range opts {
 		o(s)
 	}

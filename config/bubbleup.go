@@ -17,6 +17,7 @@ func (v *checker) bubbleup(b *BubbleUp) {
 		v.add("bubbleup.reference_history_exceeded", "%q is not one of %q (show the newest version, counted) or %q (stop the stage)",
 			b.ReferenceHistoryExceeded, ReferenceHistoryNewest, ReferenceHistoryStop)
 	}
+	v.onPoison("bubbleup.on_poison", b.OnPoison)
 }
 
 // ReferenceTopicConfigs are the topic configs of a reference topic: compacted (a new bubble-up

@@ -30,6 +30,7 @@ func (c *Compliance) SetDefaults(k Kafka) {
 	}
 	setDuration(&c.TransactionTimeout, DefaultComplianceTransactionTimeout)
 	setDuration(&c.SessionTimeout, DefaultGroupSessionTimeout)
+	setString(&c.OnPoison, DefaultOnPoison)
 }
 
 // ValidateCompliance checks the compliance settings against the model (after defaults) and
@@ -67,6 +68,7 @@ func (v *checker) compliance(c *Compliance, m *Model) {
 			}
 		}
 	}
+	v.onPoison("compliance.on_poison", c.OnPoison)
 	if c.TransactionTimeout <= 0 {
 		v.add("compliance.transaction_timeout", "%s; must be positive (default %s)", c.TransactionTimeout, DefaultComplianceTransactionTimeout)
 	}

@@ -182,6 +182,14 @@ type BubbleUp struct {
 	// walhook_bubbleup_reference_inexact_total and `walhook status`; "stop" stops the stage with
 	// an error instead. Default "newest".
 	ReferenceHistoryExceeded string `yaml:"reference_history_exceeded"`
+	// OnPoison says what the stage does with a record it cannot process: one it cannot decode
+	// (another producer's, an unknown schema id, garbage, a corrupt chunk) or one the broker
+	// refuses for good when its output is produced (MESSAGE_TOO_LARGE, INVALID_RECORD).
+	// "dead_letter" copies it, byte for byte with headers naming its topic, partition, offset
+	// and the reason, to the stage's poison topic (kafka.topic_prefix + group + ".poison") in
+	// the transaction that commits its offset, counts it and goes on; "stop" stops the stage
+	// with an error naming the record and the command that skips it. Default "dead_letter".
+	OnPoison string `yaml:"on_poison"`
 }
 
 // The bubble-up defaults.
@@ -218,6 +226,9 @@ func (b *BubbleUp) SetDefaults() {
 	}
 	if b.ReferenceHistoryExceeded == "" {
 		b.ReferenceHistoryExceeded = ReferenceHistoryNewest
+	}
+	if b.OnPoison == "" {
+		b.OnPoison = DefaultOnPoison
 	}
 }
 
@@ -304,6 +315,14 @@ type Deliver struct {
 	// every tenth of it. Between 6s and 5m on a default broker (group.min/max.session.timeout.ms).
 	// Default 10s.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// OnPoison says what the stage does with a record it cannot process: one it cannot decode
+	// (another producer's, an unknown schema id, garbage, a corrupt chunk) or one the broker
+	// refuses for good when its output is produced (MESSAGE_TOO_LARGE, INVALID_RECORD).
+	// "dead_letter" copies it, byte for byte with headers naming its topic, partition, offset
+	// and the reason, to the stage's poison topic (kafka.topic_prefix + group + ".poison") before
+	// its offset is committed, counts it and goes on; "stop" stops the stage
+	// with an error naming the record and the command that skips it. Default "dead_letter".
+	OnPoison string `yaml:"on_poison"`
 }
 
 // Compliance settings of the compliance sink (package sinks/compliance): every snapshot version
@@ -333,6 +352,14 @@ type Compliance struct {
 	// of it. Between 6s and 5m on a default broker. Default 10s (franz-go's 45s would leave a
 	// killed member's partitions unprocessed that long).
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// OnPoison says what the stage does with a record it cannot process: one it cannot decode
+	// (another producer's, an unknown schema id, garbage, a corrupt chunk) or one the broker
+	// refuses for good when its output is produced (MESSAGE_TOO_LARGE, INVALID_RECORD).
+	// "dead_letter" copies it, byte for byte with headers naming its topic, partition, offset
+	// and the reason, to the stage's poison topic (kafka.topic_prefix + group + ".poison") in
+	// the transaction that commits its offset, counts it and goes on; "stop" stops the stage
+	// with an error naming the record and the command that skips it. Default "dead_letter".
+	OnPoison string `yaml:"on_poison"`
 }
 
 // ComplianceTopic is one of the two compliance topics of each root.

@@ -88,6 +88,7 @@ func (d *Deliver) SetDefaults() {
 	setDuration(&d.ReloadInterval, DefaultDeliverReloadInterval)
 	setDuration(&d.RotationGrace, DefaultDeliverRotationGrace)
 	setDuration(&d.SessionTimeout, DefaultDeliverSessionTimeout)
+	setString(&d.OnPoison, DefaultOnPoison)
 }
 
 func setDuration(d *time.Duration, def time.Duration) {
@@ -121,6 +122,7 @@ func (v *checker) deliver(d *Deliver) {
 	if !topicRE.MatchString(d.Group) || d.Group == "" {
 		v.add("deliver.group", "%q is not a valid group name; use letters, digits, '.', '_' and '-' (default webhook)", d.Group)
 	}
+	v.onPoison("deliver.on_poison", d.OnPoison)
 	positive := []struct {
 		path string
 		val  time.Duration

@@ -410,6 +410,11 @@ func expectedTopics(cfg *config.Config) map[string]expectedTopic {
 	// pipeline: the changelog is kafka.topic_prefix + bubbleup.group + ".changelog", with the
 	// change topics' partitions.
 	out[k.TopicPrefix+cfg.BubbleUp.Group+".changelog"] = expectedTopic{k.Partitions, "compact", ""}
+	// internal/deadletter: the poison topics of bubble-up and compliance (the webhook sink's is
+	// in webhook.Topics).
+	for _, stage := range []string{config.StageBubbleUp, config.StageCompliance} {
+		out[cfg.PoisonTopic(stage)] = expectedTopic{k.Partitions, "delete", ""}
+	}
 	for _, s := range webhook.Topics(cfg) {
 		out[s.Name] = expectedTopic{s.Partitions, s.Configs["cleanup.policy"], s.Configs["retention.ms"]}
 	}

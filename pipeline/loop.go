@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"go.uber.org/zap"
 )
@@ -45,9 +48,9 @@ func (s *Stage) loop(ctx context.Context) error {
 	for {
 		t0 := time.Now()
 		pctx, release := s.pollContext(ctx) // also ends when reference changes are due (reemit.go)
-		fs := sess.PollRecords(pctx, s.cfg.BubbleUp.MaxPollRecords)
+		fs := sess.PollRecords(pctx, s.retry.PollMax(s.cfg.BubbleUp.MaxPollRecords))
 		release()
-		if n := fs.NumRecords(); n > 0 && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
+		if n := fs.NumRecords(); n > 0 && !s.retry.Isolating() && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
 			fs = append(fs, s.pollFresh(ctx, sess, s.cfg.BubbleUp.MaxPollRecords-n)...)
 		}
 		polled = time.Now()
@@ -76,6 +79,10 @@ func (s *Stage) loop(ctx context.Context) error {
 			continue
 		}
 		if err := s.transact(ctx, sess, workers, batches); err != nil {
+			var stop *deadletter.StopError
+			if errors.As(err, &stop) {
+				s.log.Error("stopping on a poison record (bubbleup.on_poison: stop)", zap.Error(err))
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -204,6 +211,14 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	if procErr != nil {
 		_, _ = sess.End(endCtx, kgo.TryAbort)
 		s.each(involved, (*partWorker).abort)
+		var stop *deadletter.StopError
+		if errors.As(procErr, &stop) && s.retry.StopLater(flat(batches)) {
+			return nil // the records before the poison one are committed first, one per transaction
+		}
+		if errors.Is(procErr, avro.ErrRegistryUnavailable) {
+			// Retried in a new session after RunSessions' backoff: the registry may come back.
+			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: %w", procErr)}
+		}
 		return fmt.Errorf("pipeline: %w", procErr)
 	}
 	start := time.Now()
@@ -220,17 +235,18 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	mu.Unlock()
 	committed, err := sess.End(endCtx, kgo.TransactionEndTry(tryCommit))
 	s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-	if err == nil && produceErr != nil {
-		s.log.Warn("transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
-	}
 	if err != nil || !committed {
 		s.metrics.aborts.Inc()
 		s.each(involved, (*partWorker).abort)
 		if err != nil {
 			return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: end transaction: %w", err)}
 		}
+		if produceErr != nil {
+			return s.retry.Failed(ctx, flat(batches), produceErr)
+		}
 		return nil
 	}
+	s.retry.Committed(flat(batches))
 	// The workers write their overlays to Pebble on their own goroutines while the loop polls
 	// the next batch; a worker's next batch runs after its write, and fails if the write did.
 	for _, w := range involved {
@@ -239,6 +255,9 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	for _, r := range results {
 		for et, n := range r.snaps {
 			s.metrics.snapshots.WithLabelValues(et).Add(float64(n))
+		}
+		for _, p := range r.poisoned {
+			s.metrics.poison.WithLabelValues(p.topic, p.cause).Inc()
 		}
 	}
 	return nil

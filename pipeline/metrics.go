@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/walhook/walhook/internal/deadletter"
 )
 
 // metrics of the bubble-up stage, registered on the Registerer given to New.
@@ -20,10 +22,12 @@ type metrics struct {
 	refInexact      *prometheus.CounterVec // by root (event prefix), reference field, reason
 	refVersions     prometheus.GaugeFunc
 	refPruned       prometheus.Counter
+	poison          *prometheus.CounterVec // by source topic, cause
 }
 
 func newMetrics(reg prometheus.Registerer, diskUsage, refVersions func() float64) (*metrics, error) {
 	m := &metrics{
+		poison: deadletter.NewCounter("bubbleup"),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "snapshots_total",
 			Help: "Snapshots committed to the snapshot topics, by event type.",
@@ -84,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, diskUsage, refVersions func() float64
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans,
-		m.sessionRestarts, m.refInexact, m.refVersions, m.refPruned} {
+		m.sessionRestarts, m.refInexact, m.refVersions, m.refPruned, m.poison} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

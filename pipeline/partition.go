@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 )
 
 // partWorker owns the state of one input partition (one root type, one change-topic partition):
@@ -83,10 +85,21 @@ func (w *partWorker) stop() {
 
 // batchResult is what applying one fetch batch of a partition gives the stage loop.
 type batchResult struct {
-	out   []*kgo.Record
-	snaps map[string]int // snapshots by event type, counted once the transaction commits
-	err   error
+	out      []*kgo.Record
+	snaps    map[string]int // snapshots by event type, counted once the transaction commits
+	poisoned []poisoned     // records dead-lettered, counted once the transaction commits
+	err      error
 }
+
+// poisoned is one dead-lettered record of a batch, for the poison metric.
+type poisoned struct{ topic, cause string }
+
+// poisonError marks an error of the record itself (it does not decode, or cannot be applied):
+// the record is dead-lettered or, with bubbleup.on_poison: stop, stops the stage.
+type poisonError struct{ err error }
+
+func (e *poisonError) Error() string { return e.err.Error() }
+func (e *poisonError) Unwrap() error { return e.err }
 
 // process applies records (in offset order) to the overlay and returns the snapshot and changelog
 // records to produce in the open Kafka transaction. Nothing reaches Pebble until commit.
@@ -101,14 +114,35 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		w.overlay, w.encoded = map[string]*rootState{}, map[string][]byte{}
 	}
 	var out []*kgo.Record
+	var dead []poisoned
 	snaps := map[string]int{}
 	for _, rec := range recs {
 		var err error
 		if out, err = w.reemitBefore(ctx, rec, out, snaps); err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, rec.Offset, err)}
 		}
+		if reason, ok := w.s.retry.Refused(rec); ok {
+			// What this record produced was refused for good (deadletter.Retry): it is
+			// dead-lettered instead of applied.
+			out = append(out, w.s.deadLetter(rec, reason))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseProduce})
+			continue
+		}
 		n := len(out)
-		if out, err = w.apply(ctx, rec, out); err != nil {
+		out, err = w.apply(ctx, rec, out)
+		var pe *poisonError
+		if errors.As(err, &pe) {
+			if w.s.cfg.BubbleUp.OnPoison == config.PoisonStop {
+				return batchResult{err: &deadletter.StopError{Stage: config.StageBubbleUp,
+					Record: deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}, Reason: pe.err}}
+			}
+			w.log.Warn("undecodable record copied to the poison topic; continuing with the next record",
+				zap.String("topic", rec.Topic), zap.Int64("offset", rec.Offset), zap.String("poison_topic", w.s.poisonTopic), zap.Error(pe.err))
+			out = append(out[:n], w.s.deadLetter(rec, pe.err)) // nothing of the record is applied
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
+			continue
+		}
+		if err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d key %q: %w", w.rm.cfg.Table, w.partition, rec.Offset, rec.Key, err)}
 		}
 		for _, snap := range out[n:] {
@@ -129,14 +163,17 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		w.encoded[key] = b
 		out = append(out, &kgo.Record{Topic: w.s.changelog, Partition: w.partition, Key: changelogKey(w.rm.cfg.EventPrefix, key), Value: b})
 	}
-	return batchResult{out: out, snaps: snaps}
+	return batchResult{out: out, snaps: snaps, poisoned: dead}
 }
 
 // apply applies one record to the overlay and appends the snapshots it emits to out.
 func (w *partWorker) apply(ctx context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 	in, err := w.dec.decode(ctx, rec)
 	if err != nil {
-		return out, err
+		if ctx.Err() != nil || errors.Is(err, avro.ErrRegistryUnavailable) {
+			return out, err // stopping, or the registry did not answer: the record may be fine
+		}
+		return out, &poisonError{err}
 	}
 	key := string(rec.Key)
 	switch in.kind {
@@ -146,7 +183,7 @@ func (w *partWorker) apply(ctx context.Context, rec *kgo.Record, out []*kgo.Reco
 			return out, err
 		}
 		if _, err := applyChange(w.rm, key, st, in.change, w.s.cfg.BubbleUp.EmitReads); err != nil {
-			return out, err
+			return out, &poisonError{err}
 		}
 	case kindTxnEnd:
 		snap, err := w.finish(ctx, key, in.txnEnd, in.snapEnd)

@@ -123,6 +123,9 @@ type refReader struct {
 	// reemitTruncated is, per table that re-emits, the LSN of the truncation whose rows were
 	// given deleted versions last (truncate).
 	reemitTruncated map[string]uint64
+	// poison handles a record that does not decode (poison.go refPoison): nil to go on, or the
+	// error that stops the stage.
+	poison func(ctx context.Context, rec *kgo.Record, err error) error
 }
 
 // refPartRead is what the reader tracks of one reference topic partition to tell when compaction
@@ -215,7 +218,10 @@ func (r *refReader) apply(ctx context.Context, rb *refBatch, rec *kgo.Record) er
 	}
 	in, err := r.dec.decode(ctx, rec)
 	if err != nil {
-		return fmt.Errorf("reference topic %s partition %d offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		if ctx.Err() != nil || errors.Is(err, avro.ErrRegistryUnavailable) {
+			return fmt.Errorf("reference topic %s partition %d offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		}
+		return r.poison(ctx, rec, err)
 	}
 	switch in.kind {
 	case kindWatermark:

@@ -22,6 +22,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -48,6 +49,8 @@ type Stage struct {
 	// transaction (inexact.go); inexactLog rate-limits their log line.
 	inexactTopic string
 	inexactLog   logLimiter
+	poisonTopic  string            // where undecodable or refused input records are copied (poison.go)
+	retry        *deadletter.Retry // owned by the loop goroutine
 
 	// Set by Run before any worker starts; read-only afterwards.
 	db    *pebble.DB
@@ -107,6 +110,8 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	s.reemit = newStageReemit(s.roots)
 	s.layout = newRefLayout(s.roots)
 	s.inexactTopic = cfg.InexactReferenceTopic()
+	s.poisonTopic = cfg.PoisonTopic(config.StageBubbleUp)
+	s.retry = &deadletter.Retry{Stage: config.StageBubbleUp, OnPoison: cfg.BubbleUp.OnPoison, PoisonTopic: s.poisonTopic, Log: s.log}
 	if s.snapSchema, err = avro.ParseSchema(avro.SnapshotSchema()); err != nil {
 		return nil, fmt.Errorf("pipeline: snapshot schema: %w", err)
 	}
@@ -235,7 +240,7 @@ func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 	k := s.cfg.Kafka
 	adm := kadm.NewClient(s.admin)
 	specs := []kafkaconn.TopicSpec{{Name: s.inexactTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor,
-		Configs: map[string]string{"cleanup.policy": "delete"}}}
+		Configs: map[string]string{"cleanup.policy": "delete"}}, deadletter.TopicSpec(s.cfg, config.StageBubbleUp)}
 	compact := map[string]string{"cleanup.policy": "compact"}
 	refTopics := map[string]string{} // topic → table
 	for _, rm := range s.roots {
@@ -349,7 +354,8 @@ func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {
 	for topic, table := range tables {
 		byTopic[topic] = s.layout[table]
 	}
-	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{}}, nil
+	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{},
+		poison: s.refPoison}, nil
 }
 
 func randomSuffix() string {

@@ -329,6 +329,8 @@ func TestDevStack(t *testing.T) {
 		}
 	})
 
+	t.Run("poison records do not stop the pipeline", func(t *testing.T) { poisonAgainstDev(t, d) })
+
 	var devSubs []string
 	t.Run("hooks", func(t *testing.T) {
 		devSubs = hooksAgainstDev(t, d)
@@ -700,3 +702,71 @@ var talentSQL = func() string {
 	}
 	return string(b)
 }()
+
+// poisonAgainstDev writes records no stage can decode, with a plain producer, to the change topic
+// (bubble-up's input) and the snapshot topic (the webhook and compliance sinks' input): the next
+// transaction in PostgreSQL is delivered, the slot's confirmed_flush_lsn moves on, each stage
+// dead-lettered its record, status counts them, and a redrive puts bubble-up's back on the
+// change topic (where it is dead-lettered again: it is still garbage).
+func poisonAgainstDev(t *testing.T, d *devStack) {
+	p := d.prefix
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(d.env["WALHOOK_BROKERS"], ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bad := []*kgo.Record{
+		{Topic: p + "changes.incident.instance", Key: []byte("134"), Value: []byte("not a change record")},
+		{Topic: p + "snapshots.incident.instance", Key: []byte("134"), Value: []byte("not a snapshot")},
+	}
+	if err := cl.ProduceSync(ctx, bad...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := func() string {
+		conn, err := pgx.Connect(ctx, d.env["WALHOOK_PG_URL"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var lsn string
+		if err := conn.QueryRow(ctx, `select confirmed_flush_lsn::text from pg_replication_slots where slot_name = 'walhook'`).Scan(&lsn); err != nil {
+			t.Fatal(err)
+		}
+		return lsn
+	}
+	before := confirmed()
+	start := time.Now()
+	execSQL(t, d.env["WALHOOK_PG_URL"], `update incident.instance set severity = 'MEDIUM' where id = 134`)
+	d.waitOutput("✓ webhook incident_instance_updated  version 3", 30*time.Second)
+	t.Logf("the transaction after the poison records was delivered in %v", time.Since(start))
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		if now := confirmed(); now == before {
+			return fmt.Errorf("confirmed_flush_lsn still %s", now)
+		}
+		return nil
+	})
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		r := d.run("dlq", "list")
+		for _, want := range []string{"bubbleup", "compliance", "deliver"} {
+			if !regexp.MustCompile(`(?m)^` + want + `\s+\d+-\d+\s+\S+\s+` + regexp.QuoteMeta(p)).MatchString(r.stdout) {
+				return fmt.Errorf("dlq list has no poison record of %s: %v", want, r)
+			}
+		}
+		return nil
+	})
+	if r := d.run("status"); !strings.Contains(r.stdout, "poison records of bubbleup: 1 in "+p+"bubbleup.poison") {
+		t.Errorf("status does not count bubble-up's poison record:\n%s", r.stdout)
+	}
+	if r := d.run("dlq", "redrive", "--stage", "bubbleup", "--all"); r.code != 0 || !strings.Contains(r.stdout, "redrove 1 poison records") {
+		t.Fatalf("dlq redrive: %v", r)
+	}
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		r := d.run("dlq", "list", "--stage", "bubbleup")
+		if n := strings.Count(r.stdout, "changes.incident.instance["); n != 2 {
+			return fmt.Errorf("%d bubble-up poison records after the redrive, want 2 (the redriven one dead-lettered again): %v", n, r)
+		}
+		return nil
+	})
+}

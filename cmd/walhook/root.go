@@ -35,6 +35,7 @@ Every command that reads the config finds it the same way: --config FILE, else $
 		newTailCommand(),
 		newStatusCommand(),
 		newHooksCommand(),
+		newDLQCommand(),
 		newAPICommand(),
 		newCatalogCommand(),
 	)

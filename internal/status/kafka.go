@@ -70,13 +70,17 @@ func (o offsets) size(topic string) TopicSize {
 
 // markUnknown records that nothing Kafka holds could be read, and why, on every part that
 // comes from Kafka.
-func (r *Report) markUnknown(specs []groupSpec, dlq, inexact, reason string) {
+func (r *Report) markUnknown(cfg *config.Config, specs []groupSpec, dlq, inexact, reason string) {
 	r.Groups = nil
 	for _, g := range specs {
 		r.Groups = append(r.Groups, Group{Stage: g.stage, Group: g.group, State: "unknown", Topics: []TopicLag{}, Unknown: reason})
 	}
 	r.DeadLetters = TopicSize{Topic: dlq, Unknown: reason}
 	r.InexactReferences = TopicSize{Topic: inexact, Unknown: reason}
+	r.PoisonRecords = nil
+	for _, stage := range config.PoisonStages() {
+		r.PoisonRecords = append(r.PoisonRecords, PoisonTopic{Stage: stage, TopicSize: TopicSize{Topic: cfg.PoisonTopic(stage), Unknown: reason}})
+	}
 	r.OldestUndeliveredUnknown = reason
 }
 
@@ -86,6 +90,9 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	dlq := cfg.Kafka.WebhookDeadLetterTopic()
 	inexact := cfg.InexactReferenceTopic()
 	topics := []string{dlq, inexact}
+	for _, stage := range config.PoisonStages() {
+		topics = append(topics, cfg.PoisonTopic(stage))
+	}
 	for _, g := range specs {
 		for _, t := range g.topics {
 			if !slices.Contains(topics, t) {
@@ -97,7 +104,7 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	defer cancel()
 	if err := kafkaconn.Ping(pctx, cl, cfg.Kafka.Brokers); err != nil {
 		r.fail("%v", err)
-		r.markUnknown(specs, dlq, inexact, fmt.Sprintf("Kafka not reachable: %v", pingReason(err)))
+		r.markUnknown(cfg, specs, dlq, inexact, fmt.Sprintf("Kafka not reachable: %v", pingReason(err)))
 		return
 	}
 	var offs offsets
@@ -107,7 +114,7 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	}
 	if err != nil {
 		r.fail("kafka: list offsets of %v: %v; check kafka.brokers / WALHOOK_BROKERS and the TLS/SASL settings", cfg.Kafka.Brokers, err)
-		r.markUnknown(specs, dlq, inexact, fmt.Sprintf("listing offsets failed: %v", err))
+		r.markUnknown(cfg, specs, dlq, inexact, fmt.Sprintf("listing offsets failed: %v", err))
 		return
 	}
 	drop := func(l kadm.ListedOffsets) { // unknown topics are reported as missing, not as errors
@@ -168,6 +175,16 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 			}
 		}
 	}
+	// The poison topics are read from their log start, to count their records exactly.
+	for _, stage := range config.PoisonStages() {
+		t := cfg.PoisonTopic(stage)
+		for p, end := range offs.end[t] {
+			start, _ := offs.start.Lookup(t, p)
+			if start.Offset < end.Offset {
+				spans[tp{t, p}] = start.Offset
+			}
+		}
+	}
 	read, readErr := readSpans(ctx, opts, spans, offs, o)
 	if readErr != nil {
 		r.fail("kafka: read the records behind the groups: %v", readErr)
@@ -205,6 +222,20 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	}
 	r.DeadLetters = offs.size(dlq)
 	r.InexactReferences = offs.size(inexact)
+	for _, stage := range config.PoisonStages() {
+		t := cfg.PoisonTopic(stage)
+		pt := PoisonTopic{Stage: stage, TopicSize: TopicSize{Topic: t, Missing: offs.missing(t)}}
+		for p, end := range offs.end[t] {
+			start, _ := offs.start.Lookup(t, p)
+			if start.Offset >= end.Offset {
+				continue
+			}
+			n, exact := read[tp{t, p}].behind(start.Offset, end.Offset)
+			pt.Records += n
+			pt.Approximate = pt.Approximate || !exact
+		}
+		r.PoisonRecords = append(r.PoisonRecords, pt)
+	}
 }
 
 // pingReason drops kafkaconn.Ping's advice, which the report's error line carries, keeping the

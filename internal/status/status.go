@@ -43,6 +43,10 @@ type Report struct {
 	// Records counts log positions, transaction markers included: 0 means every reference of
 	// every snapshot so far was exact.
 	InexactReferences TopicSize `json:"inexact_references"`
+	// PoisonRecords are the stages' poison topics (config.PoisonTopic): input records a stage
+	// could not process and copied aside (on_poison: dead_letter), by stage, counted exactly
+	// unless Approximate. `walhook dlq list` shows them.
+	PoisonRecords []PoisonTopic `json:"poison_records"`
 	// Errors are the parts that could not be read, each naming the thing and the fix.
 	Errors []string `json:"errors,omitempty"`
 	// Violations are the thresholds crossed (filled by Check).
@@ -97,6 +101,28 @@ type TopicLag struct {
 	// included, because counting the records in it would read too much or took too long.
 	// Otherwise Lag counts records only, so a caught-up group on a transactional topic is 0.
 	Approximate bool `json:"approximate,omitempty"`
+}
+
+// PoisonTopic is one stage's poison topic.
+type PoisonTopic struct {
+	Stage string `json:"stage"`
+	TopicSize
+	// Approximate is true when Records is the span of offsets (transaction markers included)
+	// because counting took too long.
+	Approximate bool `json:"approximate,omitempty"`
+}
+
+// MarshalJSON writes records as null when the size is unknown.
+func (p PoisonTopic) MarshalJSON() ([]byte, error) {
+	type plain struct {
+		Stage       string `json:"stage"`
+		Topic       string `json:"topic"`
+		Records     int64  `json:"records"`
+		Missing     bool   `json:"missing,omitempty"`
+		Unknown     string `json:"unknown,omitempty"`
+		Approximate bool   `json:"approximate,omitempty"`
+	}
+	return nullWhenUnknown(plain{p.Stage, p.Topic, p.Records, p.Missing, p.Unknown, p.Approximate}, p.Unknown, "records")
 }
 
 // TopicSize is the number of records a topic retains.

@@ -71,6 +71,20 @@ func (r *Report) WriteText(w io.Writer) error {
 	default:
 		fmt.Fprintf(tw, "inexact references: none (every snapshot showed its references as of its transaction)\n")
 	}
+	for _, p := range r.PoisonRecords {
+		switch {
+		case p.Unknown != "":
+			fmt.Fprintf(tw, "poison records of %s: unknown (%s)\n", p.Stage, p.Unknown)
+		case p.Records > 0:
+			n := fmt.Sprint(p.Records)
+			if p.Approximate {
+				n = "≤" + n
+			}
+			fmt.Fprintf(tw, "poison records of %s: %s in %s (records the stage could not process; walhook dlq list --stage %s)\n", p.Stage, n, p.Topic, p.Stage)
+		default:
+			fmt.Fprintf(tw, "poison records of %s: none\n", p.Stage)
+		}
+	}
 	switch u := r.OldestUndelivered; {
 	case u != nil:
 		fmt.Fprintf(tw, "oldest undelivered: %s[%d]@%d from %s (%s ago)\n", u.Topic, u.Partition, u.Offset,

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -41,7 +43,7 @@ func (s *Sink) loop(ctx context.Context, cat catalog, fr framer) error {
 	}
 	dec := &snapshotDecoder{reg: s.reg, known: map[string]bool{}}
 	for {
-		fetches := sess.PollRecords(ctx, s.maxPoll)
+		fetches := sess.PollRecords(ctx, s.retry.PollMax(s.maxPoll))
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -96,25 +98,48 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat catalog, fr framer, dec *snapshotDecoder, recs []*kgo.Record) error {
 	start := time.Now()
 	out := make([]*kgo.Record, 0, 2*len(recs))
+	var dead []poisoned
 	for _, rec := range recs {
 		rs := s.byTopic[rec.Topic]
 		if rs == nil || rec.Value == nil {
 			continue
 		}
+		if reason, ok := s.retry.Refused(rec); ok {
+			out = append(out, s.deadLetter(rec, reason))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseProduce})
+			continue
+		}
 		snap, err := dec.decode(ctx, rec)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, avro.ErrRegistryUnavailable) {
+				return &kafkaconn.SessionError{Err: err} // a new session after a backoff: the registry may come back
+			}
+			if stop, ret := s.stopOnPoison(ctx, sess, rec, recs, err); stop {
+				return ret
+			}
+			out = append(out, s.deadLetter(rec, err))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
+			continue
+		}
+		built, err := s.build(ctx, cat, fr, rs, snap)
+		var re *recordError
+		if errors.As(err, &re) {
+			// The snapshot decodes but its payload does not fit the compliance record (not a
+			// JSON object, a value of another type): the record's own fault.
+			if stop, ret := s.stopOnPoison(ctx, sess, rec, recs, re.err); stop {
+				return ret
+			}
+			out = append(out, s.deadLetter(rec, re.err))
+			dead = append(dead, poisoned{rec.Topic, deadletter.CauseDecode})
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		for _, t := range []*topicSink{rs.log, rs.latest} {
-			r, err := s.record(ctx, cat, fr, rs, t, snap)
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		if s.cfg.Compliance.TombstoneDeleted && snap.Verb == avro.VerbDeleted {
-			out = append(out, &kgo.Record{Topic: rs.latest.name, Key: []byte(snap.Key), Headers: headers(snap)})
-		}
+		out = append(out, built...)
 	}
 	if err := sess.Begin(); err != nil {
 		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
@@ -152,15 +177,79 @@ func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat
 	if !committed {
 		s.metrics.aborts.Inc()
 		if produceErr != nil {
-			s.log.Warn("compliance: transaction aborted after a produce error; its input is consumed again", zap.Error(produceErr))
+			return s.retry.Failed(ctx, recs, produceErr)
 		}
 		return nil
 	}
+	s.retry.Committed(recs)
 	s.metrics.txnSeconds.Observe(time.Since(start).Seconds())
 	for _, r := range out {
-		s.metrics.records.WithLabelValues(r.Topic).Inc()
+		if r.Topic != s.poisonTopic {
+			s.metrics.records.WithLabelValues(r.Topic).Inc()
+		}
+	}
+	for _, p := range dead {
+		s.metrics.poison.WithLabelValues(p.topic, p.cause).Inc()
 	}
 	return nil
+}
+
+// poisoned is one dead-lettered record of a transaction, for the poison metric.
+type poisoned struct{ topic, cause string }
+
+// deadLetter is the poison-topic record of rec, produced in the transaction that commits rec's
+// offset.
+func (s *Sink) deadLetter(rec *kgo.Record, reason error) *kgo.Record {
+	return deadletter.Record(s.poisonTopic, config.StageCompliance, rec, reason, time.Now())
+}
+
+// build encodes snap for both compliance topics of rs (and the tombstone after a deleted
+// version, when configured).
+func (s *Sink) build(ctx context.Context, cat catalog, fr framer, rs *rootSink, snap avro.Snapshot) ([]*kgo.Record, error) {
+	out := make([]*kgo.Record, 0, 3)
+	for _, t := range []*topicSink{rs.log, rs.latest} {
+		r, err := s.record(ctx, cat, fr, rs, t, snap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if s.cfg.Compliance.TombstoneDeleted && snap.Verb == avro.VerbDeleted {
+		out = append(out, &kgo.Record{Topic: rs.latest.name, Key: []byte(snap.Key), Headers: headers(snap)})
+	}
+	return out, nil
+}
+
+// recordError is a snapshot whose payload cannot become a compliance record: a poison record.
+type recordError struct{ err error }
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
+
+// stopOnPoison handles a poison record rec of the polled recs under compliance.on_poison: stop.
+// It reports whether the transaction ends here, with what transact returns: nil after rewinding
+// to the committed offsets when other records came with rec (they are committed first, one per
+// transaction), or the StopError. With dead_letter it reports false, after logging.
+func (s *Sink) stopOnPoison(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, recs []*kgo.Record, reason error) (bool, error) {
+	if s.cfg.Compliance.OnPoison != config.PoisonStop {
+		s.log.Warn("compliance: poison snapshot record copied to the poison topic; continuing with the next record",
+			zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+			zap.String("poison_topic", s.poisonTopic), zap.Error(reason))
+		return false, nil
+	}
+	if s.retry.StopLater(recs) {
+		if err := sess.Begin(); err != nil {
+			return true, &kafkaconn.SessionError{Err: fmt.Errorf("compliance: begin transaction: %w", err)}
+		}
+		if _, err := sess.End(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
+			return true, &kafkaconn.SessionError{Err: fmt.Errorf("compliance: abort transaction: %w", err)}
+		}
+		return true, nil
+	}
+	err := &deadletter.StopError{Stage: config.StageCompliance,
+		Record: deadletter.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}, Reason: reason}
+	s.log.Error("stopping on a poison record (compliance.on_poison: stop)", zap.Error(err))
+	return true, err
 }
 
 // record encodes snap for topic t, reading the catalog again once when the payload shows the
@@ -180,11 +269,11 @@ func (s *Sink) record(ctx context.Context, cat catalog, fr framer, rs *rootSink,
 		native, err = t.schema.native(snap)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("compliance: root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)
+		return nil, &recordError{fmt.Errorf("compliance: root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)}
 	}
 	value, err := t.schema.codec.BinaryFromNative(append(make([]byte, 0, 256), t.prefix...), native)
 	if err != nil {
-		return nil, fmt.Errorf("compliance: encode root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)
+		return nil, &recordError{fmt.Errorf("compliance: encode root %s key %q version %d for topic %s: %w", rs.root.Table, snap.Key, snap.Version, t.name, err)}
 	}
 	return &kgo.Record{Topic: t.name, Key: []byte(snap.Key), Value: value, Headers: headers(snap)}, nil
 }

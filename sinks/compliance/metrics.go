@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/walhook/walhook/internal/deadletter"
 )
 
 // metrics of the compliance sink, registered on the Registerer given to New.
@@ -14,10 +16,12 @@ type metrics struct {
 	registrations *prometheus.CounterVec // by topic
 	// sessionRestarts counts group sessions replaced after a failed Kafka transaction.
 	sessionRestarts prometheus.Counter
+	poison          *prometheus.CounterVec // by source topic, cause
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		poison: deadletter.NewCounter("compliance"),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "walhook", Subsystem: "compliance", Name: "records_total",
 			Help: "Compliance records committed, by topic (tombstones included); rate() is records per second.",
@@ -43,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.records, m.txnSeconds, m.aborts, m.registrations, m.sessionRestarts} {
+	for _, c := range []prometheus.Collector{m.records, m.txnSeconds, m.aborts, m.registrations, m.sessionRestarts, m.poison} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("compliance: register metrics: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -35,6 +36,8 @@ type Sink struct {
 	// transactionalID is the same for every session of this process (kafkaconn.RunSessions).
 	transactionalID string
 	metrics         *metrics
+	poisonTopic     string            // where undecodable or refused snapshot records are copied
+	retry           *deadletter.Retry // owned by the loop goroutine
 }
 
 // rootSink is one root: its snapshot topic and its two compliance topics.
@@ -123,6 +126,8 @@ func New(cfg *config.Config, opts ...Option) (*Sink, error) {
 	if s.metrics, err = newMetrics(s.promReg); err != nil {
 		return nil, err
 	}
+	s.poisonTopic = cfg.PoisonTopic(config.StageCompliance)
+	s.retry = &deadletter.Retry{Stage: config.StageCompliance, OnPoison: cfg.Compliance.OnPoison, PoisonTopic: s.poisonTopic, Log: s.log}
 	return s, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -15,7 +17,7 @@ import (
 // would lose versions, a latest topic that is not compacted grows forever.
 func (s *Sink) ensureTopics(ctx context.Context, admin *kgo.Client) error {
 	k, c := s.cfg.Kafka, s.cfg.Compliance
-	var specs []kafkaconn.TopicSpec
+	specs := []kafkaconn.TopicSpec{deadletter.TopicSpec(s.cfg, config.StageCompliance)}
 	for _, rs := range s.roots {
 		specs = append(specs,
 			kafkaconn.TopicSpec{Name: rs.log.name, Partitions: c.Log.Partitions, ReplicationFactor: k.ReplicationFactor,

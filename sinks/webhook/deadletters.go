@@ -73,53 +73,22 @@ func ReadDeadLetters(ctx context.Context, cfg config.Kafka, fn func(DeadLetter) 
 	})
 }
 
-// deadLetterReadTimeout bounds reading one record by its offset.
-const deadLetterReadTimeout = 10 * time.Second
-
 // DeadLetterAt reads the dead letter at partition and offset; ErrUnknownDeadLetter when the
 // topic does not hold it (never written, or deleted by retention).
 func DeadLetterAt(ctx context.Context, cfg config.Kafka, partition int32, offset int64) (DeadLetter, error) {
 	topic := cfg.WebhookDeadLetterTopic()
 	unknown := fmt.Errorf("%w %d-%d; the dead-letter list shows the ids %s holds", ErrUnknownDeadLetter, partition, offset, topic)
-	opts, err := kafkaconn.Opts(cfg)
+	r, err := kafkaconn.ReadAt(ctx, cfg, topic, partition, offset)
+	if errors.Is(err, kafkaconn.ErrNoRecord) {
+		return DeadLetter{}, unknown
+	}
 	if err != nil {
 		return DeadLetter{}, err
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		topic: {partition: kgo.NewOffset().At(offset)}}), kgo.FetchMaxWait(200*time.Millisecond))...)
-	if err != nil {
-		return DeadLetter{}, err
+	if d, ok := DeadLetterOf(r); ok {
+		return d, nil
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, deadLetterReadTimeout)
-	defer cancel()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return DeadLetter{}, unknown
-		}
-		var found *kgo.Record
-		past := false
-		fs.EachError(func(_ string, _ int32, err error) {
-			// An offset out of range: reset to the log end, nothing at offset.
-			past = past || !errors.Is(err, context.DeadlineExceeded)
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset == offset {
-				found = r
-			}
-			past = past || r.Offset >= offset
-		})
-		if found != nil {
-			if d, ok := DeadLetterOf(found); ok {
-				return d, nil
-			}
-			return DeadLetter{}, unknown
-		}
-		if past {
-			return DeadLetter{}, unknown
-		}
-	}
+	return DeadLetter{}, unknown
 }
 
 // Redrive asks the sink to deliver the dead letters again: attempt 1, the same webhook-id. It

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/walhook/walhook/internal/deadletter"
 )
 
 // metrics of the sink. Endpoint gauges are computed at scrape time from the endpoints' pending
@@ -15,10 +17,12 @@ type metrics struct {
 	deadLetters prometheus.Counter
 	disabled    *prometheus.CounterVec // reason
 	deferred    *prometheus.CounterVec // reason
+	poison      *prometheus.CounterVec // source topic, cause
 }
 
 func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 	m := &metrics{
+		poison: deadletter.NewCounter("webhook"),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_deliveries_total",
 			Help: "Webhook attempts by outcome (delivered, retry, dead_letter, gone, disabled_target, unknown_subscription) and status class (2xx, 4xx, 5xx, none)."},
 			[]string{"outcome", "status_class"}),
@@ -31,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_deferred_total",
 			Help: "Deliveries put off without a request (and without using up an attempt), by reason (circuit_open, tenant_backlog)."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.deferred, &endpointCollector{s: s})
+	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.deferred, m.poison, &endpointCollector{s: s})
 	return m
 }
 

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,7 +186,8 @@ func (p *partition) cleanup() {
 }
 
 // handle turns one record into tasks and starts them. A record whose decoding was cut short by
-// the partition stopping is not recorded, so the watermark never passes it.
+// the partition stopping (or that stopped the sink: deliver.on_poison stop) is not recorded, so
+// the watermark never passes it.
 func (p *partition) handle(ctx context.Context, r *kgo.Record) {
 	tasks := p.decode(ctx, r)
 	if ctx.Err() != nil {
@@ -213,12 +216,20 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 	switch p.kind {
 	case kindSnapshot:
 		snap, err := p.s.decodeSnapshot(ctx, r)
+		for backoff := time.Second; errors.Is(err, avro.ErrRegistryUnavailable) && ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
+			p.s.log.Warn("webhook: schema registry unavailable; retrying the snapshot record", zap.String("topic", r.Topic),
+				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Duration("retry_in", backoff), zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			snap, err = p.s.decodeSnapshot(ctx, r)
+		}
 		if err != nil && ctx.Err() != nil {
 			return nil // stopping: not undecodable, handle drops it unrecorded
 		}
 		if err != nil {
-			p.s.log.Error("webhook: undecodable snapshot record skipped", zap.String("topic", r.Topic),
-				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+			p.s.poison(ctx, r, fmt.Errorf("undecodable snapshot record: %w", err))
 			return nil
 		}
 		p.s.awaitSubscriptions(ctx, &snap)
@@ -229,8 +240,7 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 	default:
 		j, err := decodeJob(r.Value)
 		if err != nil {
-			p.s.log.Error("webhook: undecodable job record skipped", zap.String("topic", r.Topic),
-				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
+			p.s.poison(ctx, r, fmt.Errorf("undecodable job record: %w", err))
 			return nil
 		}
 		if p.kind == kindRequest {

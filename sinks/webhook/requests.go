@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
@@ -21,73 +19,9 @@ import (
 var ErrNotFound = errors.New("webhook: no matching snapshot")
 
 // ReadTopic calls fn for every record of topic from its start up to its end offsets at the time
-// of the call. It uses a direct (group-less) consumer of cfg's cluster.
+// of the call (kafkaconn.ReadTopic).
 func ReadTopic(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo.Record) error) error {
-	opts, err := kafkaconn.Opts(cfg)
-	if err != nil {
-		return err
-	}
-	adminCl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer adminCl.Close()
-	ends, err := kadm.NewClient(adminCl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("webhook: end offsets of %s: %w", topic, err)
-	}
-	if err := ends.Error(); errors.Is(err, kerr.UnknownTopicOrPartition) {
-		return nil // not created yet: nothing to read
-	} else if err != nil {
-		return fmt.Errorf("webhook: end offsets of %s: %w", topic, err)
-	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	if len(left) == 0 {
-		return nil
-	}
-	// Read committed: the snapshot topics are written in bubble-up's transactions, and an aborted
-	// snapshot must not be re-triggered.
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for len(left) > 0 {
-		// A transactional partition ends with a commit marker, which the client never hands out,
-		// so "the record at end-1 was seen" may never happen: a poll that finds nothing within a
-		// second means everything below the end offsets has been read.
-		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pollCtx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if fs.NumRecords() == 0 && pollCtx.Err() != nil {
-			return nil
-		}
-		if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("webhook: read %s: %w", topic, err)
-		}
-		for _, r := range fs.Records() {
-			end, ok := left[r.Partition]
-			if !ok || r.Offset >= end {
-				continue
-			}
-			if err := fn(r); err != nil {
-				return err
-			}
-			if r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
-		}
-	}
-	return nil
+	return kafkaconn.ReadTopic(ctx, cfg, topic, fn)
 }
 
 // RequestRecord is a re-trigger or replay request for the sink, on the request topic.

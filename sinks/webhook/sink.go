@@ -162,7 +162,8 @@ func Topics(cfg *config.Config) []kafkaconn.TopicSpec {
 	for _, t := range d.RetryTiers {
 		out = append(out, spec(k.WebhookRetryTopic(t)))
 	}
-	return append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic()))
+	return append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic()),
+		spec(cfg.PoisonTopic(config.StageDeliver)))
 }
 
 // consumedTopics are the snapshot topics of every root, the retry tiers and the request topic.
