@@ -185,10 +185,19 @@ func (r *TopicRegistry) unreadPartitions(ctx context.Context) (map[int32]int64, 
 	// Stages start together and any of them may be the one creating the schema topic: a topic
 	// created a moment ago can still be unknown to the broker answering, so that is retried
 	// briefly before it counts as missing.
-	deadline := time.Now().Add(5 * time.Second)
+	//
+	// A broker that just died still leads its partitions until the controller notices
+	// (broker.session.timeout.ms, then an election), so listings to it fail to dial for a while:
+	// such errors are retried through a failover (failoverWait) rather than stopping the stage.
+	start := time.Now()
 	for {
 		ends, err := r.listPartitions(ctx)
-		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+		switch {
+		case err == nil:
+			return ends, nil
+		case errors.Is(err, kerr.UnknownTopicOrPartition) && time.Since(start) < 5*time.Second:
+		case !errors.Is(err, kerr.UnknownTopicOrPartition) && transientListError(err) && time.Since(start) < failoverWait:
+		default:
 			return ends, err
 		}
 		select {
@@ -197,6 +206,26 @@ func (r *TopicRegistry) unreadPartitions(ctx context.Context) (map[int32]int64, 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// failoverWait bounds how long a listing keeps retrying a broker failover.
+const failoverWait = time.Minute
+
+// transientListError: every failed part of a listing failed for a reason a failover explains
+// (the broker did not answer, or Kafka calls the error retriable), not for an authorization or
+// a bad request that waiting cannot fix.
+func transientListError(err error) bool {
+	var shards *kadm.ShardErrors
+	if errors.As(err, &shards) && len(shards.Errs) > 0 {
+		for _, se := range shards.Errs {
+			if !transientListError(se.Err) {
+				return false
+			}
+		}
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || kerr.IsRetriable(err) || errors.Is(err, kerr.NotLeaderForPartition)
 }
 
 func (r *TopicRegistry) listPartitions(ctx context.Context) (map[int32]int64, error) {
