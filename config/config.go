@@ -58,8 +58,18 @@ type Kafka struct {
 	Partitions int32 `yaml:"partitions"`
 	// ReplicationFactor of topics walhook creates; -1 uses the broker default. Default -1.
 	ReplicationFactor int16 `yaml:"replication_factor"`
-	TLS               TLS   `yaml:"tls"`
-	SASL              SASL  `yaml:"sasl"`
+	// MaxRecordBytes is the largest record (key, value, headers and batch framing) walhook
+	// produces; a larger value is carried as chunk records its consumers reassemble. It must not
+	// exceed the max.message.bytes of walhook's topics: walhook sets it on the topics it creates
+	// and checks it on existing ones at start. Default 1048576 (1 MiB, below Kafka's default
+	// max.message.bytes of 1048588); at least 65536.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// Compression of the record batches walhook produces: "none", "gzip", "snappy", "lz4" or
+	// "zstd". It is set on the topics walhook creates too (compression.type), so the brokers
+	// keep the producer's batches as they are. Default "lz4".
+	Compression string `yaml:"compression"`
+	TLS         TLS    `yaml:"tls"`
+	SASL        SASL   `yaml:"sasl"`
 }
 
 // TLS for the Kafka connection.

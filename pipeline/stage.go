@@ -250,7 +250,7 @@ func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 			}
 		}
 	}
-	if err := createTopics(ctx, adm, specs); err != nil {
+	if err := createTopics(ctx, adm, kafkaconn.WithRecordLimits(k, specs)); err != nil {
 		return nil, err
 	}
 	if err := s.ensureReferenceHistory(ctx, adm, slices.Sorted(maps.Keys(refTopics))); err != nil {
@@ -271,9 +271,12 @@ func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 	if changelogParts == 0 { // just created: metadata may not list the partitions yet
 		changelogParts = k.Partitions
 	}
-	err = createTopics(ctx, adm, []kafkaconn.TopicSpec{{Name: s.changelog, Partitions: changelogParts, ReplicationFactor: k.ReplicationFactor, Configs: compact}})
+	err = createTopics(ctx, adm, kafkaconn.WithRecordLimits(k, []kafkaconn.TopicSpec{{Name: s.changelog, Partitions: changelogParts, ReplicationFactor: k.ReplicationFactor, Configs: compact}}))
 	if err != nil {
 		return nil, err
+	}
+	if err := kafkaconn.CheckRecordLimit(ctx, adm, k, append(names, s.changelog)...); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	cl, err := adm.ListTopics(ctx, s.changelog)
 	if err != nil {

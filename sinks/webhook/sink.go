@@ -159,7 +159,7 @@ func Topics(cfg *config.Config) []kafkaconn.TopicSpec {
 	for _, t := range d.RetryTiers {
 		out = append(out, spec(k.WebhookRetryTopic(t)))
 	}
-	return append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic()))
+	return kafkaconn.WithRecordLimits(k, append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic())))
 }
 
 // consumedTopics are the snapshot topics of every root, the retry tiers and the request topic.
