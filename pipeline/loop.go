@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"go.uber.org/zap"
 )
@@ -35,6 +36,10 @@ func (s *Stage) loop(ctx context.Context) error {
 		return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: initialise transactional producer %s: %w", s.transactionalID, err)}
 	}
 	workers := map[topicPartition]*partWorker{}
+	// Chunk groups are reassembled here; a poll that leaves one unfinished is followed by more
+	// polls before the transaction, which commits every polled offset.
+	asm := chunked.NewAssembler(true)
+	asm.OnStray = s.strayChunk
 	defer func() {
 		sess.Close() // leaves the group (a static member stays); the revoke callback only queues
 		for _, w := range workers {
@@ -50,6 +55,8 @@ func (s *Stage) loop(ctx context.Context) error {
 		if n := fs.NumRecords(); n > 0 && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
 			fs = append(fs, s.pollFresh(ctx, sess, s.cfg.BubbleUp.MaxPollRecords-n)...)
 		}
+		s.dropRevoked(workers, asm)
+		fs = s.completeChunks(ctx, sess, asm, workers, asm.Fetches(fs))
 		polled = time.Now()
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return nil
@@ -60,7 +67,7 @@ func (s *Stage) loop(ctx context.Context) error {
 			}
 			s.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 		})
-		s.dropRevoked(workers)
+		s.dropRevoked(workers, asm)
 		batches := map[topicPartition][]*kgo.Record{}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
@@ -82,6 +89,35 @@ func (s *Stage) loop(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// completeChunks polls until no chunk group is unfinished, appending what it gets to fs: the
+// transaction commits every offset polled, and one past a chunk of an unfinished group would
+// lose the group if this member stopped before finishing it. A group's chunks were written in
+// one transaction (or, by cdc, one after the other), so the rest arrives in the next fetches.
+func (s *Stage) completeChunks(ctx context.Context, sess *kgo.GroupTransactSession, asm *chunked.Assembler, workers map[topicPartition]*partWorker, fs kgo.Fetches) kgo.Fetches {
+	started := time.Now()
+	warned := false
+	for asm.Pending() && ctx.Err() == nil {
+		more := sess.PollRecords(ctx, s.cfg.BubbleUp.MaxPollRecords)
+		if more.IsClientClosed() {
+			return fs
+		}
+		s.dropRevoked(workers, asm)
+		fs = append(fs, asm.Fetches(more)...)
+		if !warned && time.Since(started) > 10*time.Second {
+			warned = true
+			s.log.Warn("waiting for the rest of a chunked record (its producer may have stopped mid-record; cdc writes it again when it restarts)")
+		}
+	}
+	return fs
+}
+
+// strayChunk logs a chunk no group waited for (the rest of a record whose producer stopped
+// before finishing it, written again after its restart).
+func (s *Stage) strayChunk(topic string, partition int32, offset int64, reason string) {
+	s.metrics.strayChunks.Inc()
+	s.log.Warn("chunk dropped", zap.String("topic", topic), zap.Int32("partition", partition), zap.Int64("offset", offset), zap.String("reason", reason))
 }
 
 // A poll that returns within staleFetchPoll took a fetch that was already buffered: kgo keeps
@@ -135,12 +171,13 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.TransactionalID(s.transactionalID),
 		kgo.TransactionTimeout(s.cfg.BubbleUp.TransactionTimeout),
-		kgo.RecordPartitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)}),
+		kgo.RecordPartitioner(chunked.Partitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)})),
 		kgo.OnPartitionsRevoked(onRevoked),
 		kgo.OnPartitionsLost(onRevoked),
 		kgo.OnPartitionsAssigned(s.reemitAssigned),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
+	opts = append(opts, kafkaconn.ProducerOpts(s.cfg.Kafka)...)
 	opts = append(opts, kafkaconn.GroupOpts(s.cfg.Kafka, s.cfg.BubbleUp.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -151,12 +188,13 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 
 // dropRevoked stops the workers of partitions the group took away. A partition given back later
 // gets a new worker, which restores from the changelog: another member may have moved it on.
-func (s *Stage) dropRevoked(workers map[topicPartition]*partWorker) {
+func (s *Stage) dropRevoked(workers map[topicPartition]*partWorker, asm *chunked.Assembler) {
 	s.revokedMu.Lock()
 	revoked := s.revoked
 	s.revoked = nil
 	s.revokedMu.Unlock()
 	for _, tp := range revoked {
+		asm.Forget(tp.topic, tp.partition)
 		if w := workers[tp]; w != nil {
 			w.stop()
 			delete(workers, tp)
@@ -187,14 +225,24 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	// requests overlap the other partitions' work.
 	var mu sync.Mutex
 	var produceErr error
+	promise := func(rec *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
+			mu.Unlock()
+		}
+	}
+	// A record above kafka.max_record_bytes goes as its chunks, in this transaction, one
+	// after the other (a partition's records come from one worker goroutine).
 	produce := func(rec *kgo.Record) {
-		sess.Produce(ctx, rec, func(rec *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
-				mu.Unlock()
+		if chunks := chunked.Split(rec, s.maxRecord); chunks != nil {
+			s.metrics.chunkedRecords.Inc()
+			for _, c := range chunks {
+				sess.Produce(ctx, c, promise)
 			}
-		})
+			return
+		}
+		sess.Produce(ctx, rec, promise)
 	}
 	results := s.process(ctx, involved, batches, produce)
 	var procErr error

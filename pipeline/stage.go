@@ -22,6 +22,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -40,6 +41,7 @@ type Stage struct {
 	transactionalID string // the same for every session of this process (kafkaconn.RunSessions)
 	changelog       string
 	connOpts        []kgo.Opt
+	maxRecord       int // kafka.max_record_bytes: larger records are produced as chunks
 	metrics         *metrics
 	reemit          *stageReemit // nil when no reference re-emits (reemit.go)
 	tracer          trace.Tracer // nil: tracing disabled (trace.go)
@@ -110,6 +112,7 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	if s.snapSchema, err = avro.ParseSchema(avro.SnapshotSchema()); err != nil {
 		return nil, fmt.Errorf("pipeline: snapshot schema: %w", err)
 	}
+	s.maxRecord = kafkaconn.RecordLimit(cfg.Kafka)
 	if s.connOpts, err = kafkaconn.Opts(cfg.Kafka); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
@@ -352,7 +355,7 @@ func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {
 	for topic, table := range tables {
 		byTopic[topic] = s.layout[table]
 	}
-	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{}}, nil
+	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{}, asm: chunked.NewAssembler(false)}, nil
 }
 
 func randomSuffix() string {

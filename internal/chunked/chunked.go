@@ -245,3 +245,9 @@ func unchunked(r *kgo.Record) *kgo.Record {
 	c.Key = base
 	return &c
 }
+
+// IsChunk reports whether r is a chunk record (not reassembled).
+func IsChunk(r *kgo.Record) bool {
+	_, ok := chunkMeta(r)
+	return ok
+}
