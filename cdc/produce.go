@@ -90,7 +90,6 @@ func (s *Stage) newProducer(manual context.Context) (*kgo.Client, error) {
 		kgo.RecordPartitioner(chunked.Partitioner(partitioner{kgo.StickyKeyPartitioner(nil), manual})),
 		kgo.WithHooks(retryLogger{s.log}),
 	)
-	opts = append(opts, kafkaconn.ProducerOpts(s.cfg.Kafka)...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cdc: kafka client: %w", err)

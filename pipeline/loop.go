@@ -177,7 +177,6 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsAssigned(s.reemitAssigned),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
-	opts = append(opts, kafkaconn.ProducerOpts(s.cfg.Kafka)...)
 	opts = append(opts, kafkaconn.GroupOpts(s.cfg.Kafka, s.cfg.BubbleUp.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {

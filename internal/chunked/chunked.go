@@ -251,3 +251,38 @@ func IsChunk(r *kgo.Record) bool {
 	_, ok := chunkMeta(r)
 	return ok
 }
+
+// Expand returns recs with every record above maxBytes replaced by its chunks, in order.
+func Expand(recs []*kgo.Record, maxBytes int) []*kgo.Record {
+	var out []*kgo.Record
+	for i, r := range recs {
+		c := Split(r, maxBytes)
+		if c == nil {
+			if out != nil {
+				out = append(out, r)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]*kgo.Record, 0, len(recs)+len(c)), recs[:i]...)
+		}
+		out = append(out, c...)
+	}
+	if out == nil {
+		return recs
+	}
+	return out
+}
+
+// Count is the number of chunks of r's group (0 when r is no chunk or its header is corrupt).
+func Count(r *kgo.Record) int {
+	v, ok := chunkMeta(r)
+	if !ok {
+		return 0
+	}
+	m, err := parseMeta(v)
+	if err != nil {
+		return 0
+	}
+	return m.count
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -55,7 +56,7 @@ func ParseDeadLetterID(id string) (int32, int64, error) {
 
 // DeadLetterOf decodes a record of the dead-letter topic; false when it is not a delivery job.
 func DeadLetterOf(r *kgo.Record) (DeadLetter, bool) {
-	j, err := decodeJob(r.Value)
+	j, err := decodeJobRecord(r)
 	if err != nil {
 		return DeadLetter{}, false
 	}
@@ -81,22 +82,45 @@ const deadLetterReadTimeout = 10 * time.Second
 func DeadLetterAt(ctx context.Context, cfg config.Kafka, partition int32, offset int64) (DeadLetter, error) {
 	topic := cfg.WebhookDeadLetterTopic()
 	unknown := fmt.Errorf("%w %d-%d; the dead-letter list shows the ids %s holds", ErrUnknownDeadLetter, partition, offset, topic)
-	opts, err := kafkaconn.Opts(cfg)
-	if err != nil {
-		return DeadLetter{}, err
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		topic: {partition: kgo.NewOffset().At(offset)}}), kgo.FetchMaxWait(200*time.Millisecond))...)
-	if err != nil {
-		return DeadLetter{}, err
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, deadLetterReadTimeout)
 	defer cancel()
+	r, err := recordAt(ctx, cfg, topic, partition, offset, offset)
+	if err == nil && chunked.IsChunk(r) {
+		// A dead letter above kafka.max_record_bytes ends in the last chunk of its group, at
+		// offset: read again from before its first chunk (one sink writes a group's chunks one
+		// after the other; other sinks' records may come between them).
+		r, err = recordAt(ctx, cfg, topic, partition, max(0, offset-4*int64(chunked.Count(r))), offset)
+	}
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	if r == nil {
+		return DeadLetter{}, unknown
+	}
+	if d, ok := DeadLetterOf(r); ok {
+		return d, nil
+	}
+	return DeadLetter{}, unknown
+}
+
+// recordAt reads partition of topic from start and returns the record at offset, reassembled
+// from its chunks when start is before its first one; nil when the topic does not hold it.
+func recordAt(ctx context.Context, cfg config.Kafka, topic string, partition int32, start, offset int64) (*kgo.Record, error) {
+	opts, err := kafkaconn.Opts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {partition: kgo.NewOffset().At(start)}}), kgo.FetchMaxWait(200*time.Millisecond))...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	asm := chunked.NewAssembler(false)
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return DeadLetter{}, unknown
+			return nil, nil
 		}
 		var found *kgo.Record
 		past := false
@@ -105,19 +129,20 @@ func DeadLetterAt(ctx context.Context, cfg config.Kafka, partition int32, offset
 			past = past || !errors.Is(err, context.DeadlineExceeded)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset == offset {
-				found = r
-			}
 			past = past || r.Offset >= offset
-		})
-		if found != nil {
-			if d, ok := DeadLetterOf(found); ok {
-				return d, nil
+			if r.Offset == offset && start == offset {
+				found = r // the record as stored (a chunk is reassembled by a second read)
 			}
-			return DeadLetter{}, unknown
+		})
+		if start < offset {
+			asm.Fetches(fs).EachRecord(func(r *kgo.Record) {
+				if r.Offset == offset {
+					found = r
+				}
+			})
 		}
-		if past {
-			return DeadLetter{}, unknown
+		if found != nil || past {
+			return found, nil
 		}
 	}
 }
@@ -134,7 +159,7 @@ func Redrive(ctx context.Context, cl *kgo.Client, cfg config.Kafka, dls ...DeadL
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
+	return len(recs), cl.ProduceSync(ctx, chunked.Expand(recs, kafkaconn.RecordLimit(cfg))...).FirstErr()
 }
 
 // RedriveMatching redrives every dead letter the topic holds for which match is true.

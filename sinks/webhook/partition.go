@@ -190,7 +190,7 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 		}
 		return p.s.traced(r, p.s.match(p, &snap))
 	default:
-		j, err := decodeJob(r.Value)
+		j, err := decodeJobRecord(r)
 		if err != nil {
 			p.s.log.Error("webhook: undecodable job record skipped", zap.String("topic", r.Topic),
 				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -58,6 +59,7 @@ func ReadTopic(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo
 		return err
 	}
 	defer cl.Close()
+	asm := chunked.NewAssembler(false) // records above kafka.max_record_bytes are chunk groups
 	for len(left) > 0 {
 		// A transactional partition ends with a commit marker, which the client never hands out,
 		// so "the record at end-1 was seen" may never happen: a poll that finds nothing within a
@@ -74,17 +76,23 @@ func ReadTopic(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo
 		if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("webhook: read %s: %w", topic, err)
 		}
+		var finished []int32
 		for _, r := range fs.Records() {
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				finished = append(finished, r.Partition)
+			}
+		}
+		for _, r := range asm.Fetches(fs).Records() {
 			end, ok := left[r.Partition]
-			if !ok || r.Offset >= end {
-				continue
+			if !ok || r.Offset >= end || chunked.Err(r) != nil {
+				continue // a chunk group that does not reassemble is no snapshot or job to read
 			}
 			if err := fn(r); err != nil {
 				return err
 			}
-			if r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
+		}
+		for _, p := range finished {
+			delete(left, p)
 		}
 	}
 	return nil
@@ -147,7 +155,7 @@ func FindSnapshot(ctx context.Context, cfg *config.Config, reg avro.Registry, su
 // Retrigger asks the sink to deliver snap to sub again (attempt 1, same webhook-id).
 func Retrigger(ctx context.Context, cl *kgo.Client, cfg config.Kafka, sub *Subscription, snap avro.Snapshot) error {
 	j := Job{Subscription: sub.UUID, Snapshot: toSnapJSON(&snap), Attempt: 1, Kind: "retrigger"}
-	return cl.ProduceSync(ctx, RequestRecord(cfg, j)).FirstErr()
+	return cl.ProduceSync(ctx, chunked.Expand([]*kgo.Record{RequestRecord(cfg, j)}, kafkaconn.RecordLimit(cfg))...).FirstErr()
 }
 
 // Replay asks the sink to deliver again every dead-lettered delivery of subscription subUUID

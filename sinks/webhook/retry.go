@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/chunked"
+	"github.com/walhook/walhook/internal/kafkaconn"
 	"github.com/walhook/walhook/internal/redact"
 )
 
@@ -149,7 +151,15 @@ func (s *Sink) deadLetter(t *task, a attempt) *kgo.Record {
 
 // produceThen produces recs and calls done once all are acknowledged. A failed produce stops
 // the sink: the task stays unfinished, its offset uncommitted, and it is redone after restart.
+//
+// A record above kafka.max_record_bytes (a job carries its snapshot) goes as its chunks, under
+// produceMu so that no other record of its key slips between them.
 func (s *Sink) produceThen(recs []*kgo.Record, done func()) {
+	if expanded := chunked.Expand(recs, kafkaconn.RecordLimit(s.cfg.Kafka)); len(expanded) != len(recs) {
+		s.produceMu.Lock()
+		defer s.produceMu.Unlock()
+		recs = expanded
+	}
 	var mu sync.Mutex
 	left := len(recs)
 	for _, r := range recs {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -64,6 +65,14 @@ type Sink struct {
 	// a revoke can then never land after the revoke's final commit (and after the partition's
 	// next owner moved on), rewinding the group's offset to a stale watermark.
 	commitMu sync.Mutex
+
+	// asm reassembles chunk groups (records above kafka.max_record_bytes) for pollLoop, holding
+	// back a partition's records behind an unfinished group so that no watermark passes a
+	// chunk still needed; asmMu guards it against the rebalance callbacks' Forget.
+	asmMu sync.Mutex
+	asm   *chunked.Assembler
+	// produceMu keeps the chunks of one record together (produceThen).
+	produceMu sync.Mutex
 }
 
 type tp struct {
@@ -124,7 +133,8 @@ func New(cfg *config.Config, opts ...Option) (*Sink, error) {
 	if len(c.Model.Roots) == 0 {
 		return nil, errors.New("webhook: the model has no roots, so there is no snapshot topic to consume; declare model.roots")
 	}
-	s := &Sink{cfg: &c, log: zap.NewNop(), now: time.Now, version: "dev", idx: newIndex(), parts: map[tp]*partition{}}
+	s := &Sink{cfg: &c, log: zap.NewNop(), now: time.Now, version: "dev", idx: newIndex(), parts: map[tp]*partition{},
+		asm: chunked.NewAssembler(true)}
 	s.eps = &endpoints{s: s, m: map[string]*endpoint{}}
 	for _, o := range opts {
 		o(s)
@@ -293,6 +303,9 @@ func (s *Sink) pollLoop(ctx context.Context) {
 				s.log.Warn("webhook: fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 			}
 		})
+		s.asmMu.Lock()
+		s.asm.Fetches(fs)
+		s.asmMu.Unlock()
 		fs.EachPartition(func(f kgo.FetchTopicPartition) {
 			if len(f.Records) == 0 {
 				return
@@ -410,11 +423,25 @@ func waitStopped(ps []*partition, wait time.Duration) bool {
 }
 
 func (s *Sink) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.forgetChunks(lost)
 	s.stopPartitions(s.takeForRebalance(lost), true, s.revokeBudget())
 }
 
 func (s *Sink) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.forgetChunks(lost)
 	s.stopPartitions(s.takeForRebalance(lost), false, s.revokeBudget())
+}
+
+// forgetChunks drops the unfinished chunk groups of partitions given up: their next owner
+// reads them again from the committed offsets, which never pass them.
+func (s *Sink) forgetChunks(parts map[string][]int32) {
+	s.asmMu.Lock()
+	defer s.asmMu.Unlock()
+	for topic, ids := range parts {
+		for _, id := range ids {
+			s.asm.Forget(topic, id)
+		}
+	}
 }
 
 // takeForRebalance takes the partitions once no periodic commit of their watermarks is in
@@ -501,6 +528,9 @@ func (s *Sink) commitOnce(ctx context.Context, last map[tp]int64) {
 }
 
 func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot, error) {
+	if err := chunked.Err(r); err != nil {
+		return avro.Snapshot{}, err
+	}
 	_, body, err := s.registry.Resolve(ctx, r.Value)
 	if err != nil {
 		return avro.Snapshot{}, err
