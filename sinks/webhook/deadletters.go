@@ -85,7 +85,7 @@ func DeadLetterAt(ctx context.Context, cfg config.Kafka, partition int32, offset
 	ctx, cancel := context.WithTimeout(ctx, deadLetterReadTimeout)
 	defer cancel()
 	r, err := recordAt(ctx, cfg, topic, partition, offset, offset)
-	if err == nil && chunked.IsChunk(r) {
+	if err == nil && r != nil && chunked.IsChunk(r) {
 		// A dead letter above kafka.max_record_bytes ends in the last chunk of its group, at
 		// offset: read again from before its first chunk (one sink writes a group's chunks one
 		// after the other; other sinks' records may come between them).
