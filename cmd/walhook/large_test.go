@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,35 +44,33 @@ type largeStack struct {
 	reg   avro.Registry
 	cl    *kgo.Client
 	errc  chan error
+	procs map[string]*exec.Cmd // with startLargeStack's procs: the stage processes
 }
 
 // startLargeStack starts the stack with deliver.max_payload_bytes maxPayload: the full
 // subscription (oversize dead_letter) receives payloads up to it, the thin one (oversize thin)
-// thin events above it.
-func startLargeStack(t *testing.T, maxPayload int) *largeStack {
+// thin events above it. With procs, each stage runs as its own `walhook <stage>` process
+// (stageProcs has their pids, to read their memory); else all in this process, as `walhook dev`
+// runs them.
+func startLargeStack(t *testing.T, maxPayload int, procs ...bool) *largeStack {
 	t.Helper()
 	pgURL := pgtest.NewDatabase(t, pgtest.Start(t))
 	execSQL(t, pgURL, demo.SchemaSQL)
 	env := kafkatest.Start(t)
-	yml := fmt.Sprintf("postgres: {url: %q}\nkafka: {brokers: [%s], topic_prefix: %q, partitions: 2}\n",
-		pgURL, strings.Join(env.Brokers, ","), kafkatest.TopicName(t, "large")+".")
+	yml := fmt.Sprintf(`postgres: {url: %q}
+kafka: {brokers: [%s], topic_prefix: %q, partitions: 2}
+cdc: {manage_replica_identity: true, status_interval: 100ms, heartbeat_interval: 200ms, spill_dir: %q}
+bubbleup: {state_dir: %q}
+deliver: {allow_loopback: true, max_payload_bytes: %d}
+http: {listen: ""}
+log: {level: warn}
+`, pgURL, strings.Join(env.Brokers, ","), kafkatest.TopicName(t, "large")+".", t.TempDir(), t.TempDir(), maxPayload)
 	if env.RegistryURL != "" {
 		yml += fmt.Sprintf("schema_registry: {url: %q}\n", env.RegistryURL)
 	}
-	cfg, err := config.Parse([]byte(yml+demo.ModelYAML), "large_test")
+	yml += demo.ModelYAML
+	cfg, err := config.Parse([]byte(yml), "large_test")
 	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.CDC.ManageReplicaIdentity = true
-	cfg.CDC.StatusInterval = 100 * time.Millisecond
-	cfg.CDC.HeartbeatInterval = 200 * time.Millisecond
-	cfg.CDC.SpillDir = t.TempDir()
-	cfg.BubbleUp.StateDir = t.TempDir()
-	cfg.Deliver.AllowLoopback = true
-	cfg.Deliver.MaxPayloadBytes = maxPayload
-	cfg.HTTP.Listen = ""
-	cfg.Log.Level = "warn"
-	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	s := &largeStack{t: t, cfg: cfg, pgURL: pgURL, full: webhooktest.Start(t), thin: webhooktest.Start(t), errc: make(chan error, 8)}
@@ -110,23 +111,11 @@ func startLargeStack(t *testing.T, maxPayload int) *largeStack {
 		t.Fatal(err)
 	}
 
-	p, err := newProcess(cfg)
-	if err != nil {
-		t.Fatal(err)
+	if len(procs) > 0 && procs[0] {
+		s.startProcs(yml)
+	} else {
+		s.startInProcess(ctx)
 	}
-	services, err := devStages(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := runServices(runCtx, p.log, services...); err != nil && runCtx.Err() == nil {
-			s.errc <- err
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
 	s.eventually(90*time.Second, "the slot streams", func() error {
 		var active bool
 		err := s.db.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot).Scan(&active)
@@ -137,6 +126,81 @@ func startLargeStack(t *testing.T, maxPayload int) *largeStack {
 	})
 	s.exec(`insert into session.instance (id, status, tenant_id) values (1, 'IN_PROGRESS', 'acme')`)
 	return s
+}
+
+func (s *largeStack) startInProcess(ctx context.Context) {
+	p, err := newProcess(s.cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	services, err := devStages(ctx, p)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := runServices(runCtx, p.log, services...); err != nil && runCtx.Err() == nil {
+			s.errc <- err
+		}
+	}()
+	s.t.Cleanup(func() { cancel(); <-done })
+}
+
+// startProcs runs `walhook cdc`, `bubbleup`, `deliver` and `comply` as processes on yml.
+func (s *largeStack) startProcs(yml string) {
+	path := filepath.Join(s.t.TempDir(), "walhook.yaml")
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	bin := walhookBinary(s.t)
+	s.procs = map[string]*exec.Cmd{}
+	for _, stage := range []string{"cdc", "bubbleup", "deliver", "comply"} {
+		cmd := exec.Command(bin, stage, "--config", path)
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			s.t.Fatal(err)
+		}
+		s.procs[stage] = cmd
+		exited := make(chan struct{})
+		go func() {
+			err := cmd.Wait()
+			close(exited)
+			select {
+			case s.errc <- fmt.Errorf("walhook %s exited: %v\n%s", stage, err, out):
+			default:
+			}
+		}()
+		s.t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
+}
+
+// peakRSS is the peak resident set (VmHWM) of each stage process, in MiB.
+func (s *largeStack) peakRSS() map[string]int {
+	out := map[string]int{}
+	for stage, cmd := range s.procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			s.t.Fatalf("walhook %s: %v", stage, err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+				kb, _ := strconv.Atoi(f[1])
+				out[stage] = kb >> 10
+			}
+		}
+	}
+	return out
 }
 
 // eventually polls fn until it succeeds, failing the test at the deadline or as soon as a stage
@@ -382,8 +446,9 @@ func checkThin(t *testing.T, req webhooktest.Request, eventType, key string, ver
 // versions reach the full subscription complete and byte-identical, the thin one as thin events,
 // the compliance topic with the full description; the slot's confirmed_flush_lsn moves past
 // them; and the next ordinary incident is delivered within seconds.
-func largeValueStory(t *testing.T, size int) {
-	s := startLargeStack(t, 2*size)
+func largeValueStory(t *testing.T, size int) { runLargeValue(t, startLargeStack(t, 2*size), size) }
+
+func runLargeValue(t *testing.T, s *largeStack, size int) {
 	started := time.Now()
 	big := text(size, uint64(size))
 	s.exec(`insert into incident.instance (id, name, description, status, severity, start_time, session_instance_id, tenant_id)
@@ -391,7 +456,7 @@ func largeValueStory(t *testing.T, size int) {
 	afterBig := s.walLSN()
 	child := text(size/8, 3)
 	s.exec(`begin; update incident.instance set status = 'RESOLVED' where id = 1;
-		insert into incident.timeline (incident_instance_id, action, description, tenant_id) values (1, 'ESCALATED', '`+child+`', 'acme'); commit`)
+		insert into incident.timeline (incident_instance_id, action, description, tenant_id) values (1, 'ESCALATED', '` + child + `', 'acme'); commit`)
 	afterChild := s.walLSN()
 
 	// The full subscription gets both versions whole: the value arrives byte for byte.
@@ -488,9 +553,9 @@ func TestOversizeDeliveryThinOrDeadLetter(t *testing.T) {
 
 // A root with 50,000 subordinate rows, written in one transaction, is one version with all of
 // them; the next change of it and an ordinary incident after it are delivered within seconds.
-func TestRootWith50000Subordinates(t *testing.T) {
-	const rows = 50000
-	s := startLargeStack(t, 64<<20)
+func TestRootWith50000Subordinates(t *testing.T) { runManyRows(t, startLargeStack(t, 64<<20), 50000) }
+
+func runManyRows(t *testing.T, s *largeStack, rows int) {
 	s.exec(`insert into incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
 		values (1, 'many', 'TRIGGERED', 'LOW', now(), 1, 'acme')`)
 	// The demo's trigger touches the incident for every timeline row: 50,000 updates of one row
@@ -579,4 +644,34 @@ func TestRecordLimitCheckedAgainstTopics(t *testing.T) {
 	if err := kafkaconn.EnsureTopics(ctx, adm, kafkaconn.WithRecordLimits(k, []kafkaconn.TopicSpec{{Name: created, Partitions: 1, ReplicationFactor: -1}})); err == nil || !strings.Contains(err.Error(), created) {
 		t.Fatalf("EnsureTopics with a limit above the existing topic's: %v", err)
 	}
+}
+
+// The peak RSS of each stage, each its own process, with a 100 MiB value and with a root of
+// 50,000 subordinate rows (docs/operations.md "Large values" reports these numbers).
+func TestLargeValueChaosStageMemory(t *testing.T) {
+	if os.Getenv("WALHOOK_CHAOS") == "" {
+		t.Skip("runs every stage as a process with a 100 MiB value: set WALHOOK_CHAOS=1 (make chaos)")
+	}
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"100 MiB value", func(t *testing.T) {
+			s := startLargeStack(t, 256<<20, true)
+			runLargeValue(t, s, 100<<20)
+			logRSS(t, "100 MiB value", s.peakRSS())
+		}},
+		{"root of 50000 rows", func(t *testing.T) {
+			s := startLargeStack(t, 64<<20, true)
+			runManyRows(t, s, 50000)
+			logRSS(t, "root of 50,000 subordinate rows", s.peakRSS())
+		}},
+	} {
+		t.Run(c.name, c.run)
+	}
+}
+
+func logRSS(t *testing.T, what string, rss map[string]int) {
+	t.Logf("peak RSS (VmHWM) with a %s: cdc %d MiB, bubbleup %d MiB, deliver %d MiB, comply %d MiB",
+		what, rss["cdc"], rss["bubbleup"], rss["deliver"], rss["comply"])
 }
