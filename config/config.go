@@ -263,8 +263,10 @@ type Deliver struct {
 	CircuitFailures int `yaml:"circuit_failures"`
 	// CircuitCooldown is how long an open circuit stays open. Default 30s.
 	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
-	// MaxPayloadBytes is the largest request body sent; larger deliveries are dead-lettered with a
-	// log line. Default 1048576 (1 MiB).
+	// MaxPayloadBytes is the largest request body sent (1 MiB is what common API gateways take);
+	// a larger delivery is, by its subscription's oversize setting, dead-lettered with the reason
+	// (dead_letter, the default) or sent as a thin event naming the root and version (thin).
+	// Default 1048576 (1 MiB).
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
 	// MaxPending bounds the unfinished deliveries per consumed partition; fetching from it pauses
 	// above the bound. Default 10000.
