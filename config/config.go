@@ -65,8 +65,8 @@ type Kafka struct {
 	// max.message.bytes of 1048588); at least 65536.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// Compression of the record batches walhook produces: "none", "gzip", "snappy", "lz4" or
-	// "zstd". It is set on the topics walhook creates too (compression.type), so the brokers
-	// keep the producer's batches as they are. Default "lz4".
+	// "zstd". The topics walhook creates get compression.type=producer, so the brokers keep the
+	// batches as the producers wrote them. Default "lz4".
 	Compression string `yaml:"compression"`
 	TLS         TLS    `yaml:"tls"`
 	SASL        SASL   `yaml:"sasl"`

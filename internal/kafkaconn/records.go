@@ -49,19 +49,11 @@ func Codec(name string) kgo.CompressionCodec {
 	}
 }
 
-// topicCompression is the compression.type topic config of a kafka.compression value.
-func topicCompression(name string) string {
-	switch name {
-	case "none":
-		return "uncompressed"
-	case "":
-		return config.DefaultCompression
-	}
-	return name
-}
-
 // WithRecordLimits returns specs with max.message.bytes (kafka.max_record_bytes) and
-// compression.type (kafka.compression) added to the configs of the topics they create.
+// compression.type=producer added to the configs of the topics they create. "producer" keeps
+// the batches as walhook's producers compressed them (kafka.compression): a topic codec would
+// have the brokers recompress every batch, and a batch of incompressible data that the producer
+// sent uncompressed could grow past max.message.bytes in the broker's codec.
 func WithRecordLimits(k config.Kafka, specs []TopicSpec) []TopicSpec {
 	out := make([]TopicSpec, len(specs))
 	for i, s := range specs {
@@ -73,7 +65,7 @@ func WithRecordLimits(k config.Kafka, specs []TopicSpec) []TopicSpec {
 			c["max.message.bytes"] = strconv.Itoa(RecordLimit(k))
 		}
 		if _, ok := c["compression.type"]; !ok {
-			c["compression.type"] = topicCompression(k.Compression)
+			c["compression.type"] = "producer"
 		}
 		s.Configs = c
 		out[i] = s
