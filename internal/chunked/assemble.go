@@ -80,6 +80,11 @@ func (a *Assembler) Records(topic string, partition int32, recs []*kgo.Record) [
 			out = append(out, whole)
 		}
 	}
+	if len(out) <= len(recs) && cap(out) == cap(recs) {
+		// The tail of recs' array still points at chunks whose bytes are now in a group's
+		// buffer: let the fetch buffers they keep alive go.
+		clear(recs[len(out):])
+	}
 	if a.hold && len(ps.groups) > 0 {
 		first := ps.firstPending()
 		i := len(out)
