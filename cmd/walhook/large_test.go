@@ -551,6 +551,39 @@ func TestOversizeDeliveryThinOrDeadLetter(t *testing.T) {
 	s.delivery(s.thin, "incident_instance_created", "2", 1, 20*time.Second)
 }
 
+// A large delivery that fails goes through the retry topic as a chunked job (its snapshot is
+// several records' worth): it is reassembled there and delivered whole on the retry.
+func TestLargeValueRetriedThroughTheRetryTopic(t *testing.T) {
+	s := startLargeStack(t, 64<<20)
+	s.full.Respond(func(n int, _ webhooktest.Request) webhooktest.Response {
+		if n == 0 {
+			return webhooktest.Response{Status: 503}
+		}
+		return webhooktest.Response{}
+	})
+	big := text(3<<20, 5)
+	s.exec(`insert into incident.instance (id, name, description, status, severity, start_time, session_instance_id, tenant_id)
+		values (1, 'large', $1, 'TRIGGERED', 'LOW', now(), 1, 'acme')`, big)
+	s.eventually(time.Minute, "the retried delivery", func() error {
+		reqs := s.full.Requests()
+		if len(reqs) < 2 {
+			return fmt.Errorf("%d requests", len(reqs))
+		}
+		for _, r := range reqs[:2] {
+			if r.Header.Get(webhook.HeaderVersion) != "1" || description(t, r.Body) != big {
+				t.Fatalf("request of %d bytes, version %s: not the whole version 1", len(r.Body), r.Header.Get(webhook.HeaderVersion))
+			}
+		}
+		if reqs[0].Header.Get("webhook-id") != reqs[1].Header.Get("webhook-id") || reqs[1].Header.Get(webhook.HeaderAttempt) != "2" {
+			t.Fatalf("retry: webhook-id %s then %s, attempt %s", reqs[0].Header.Get("webhook-id"), reqs[1].Header.Get("webhook-id"), reqs[1].Header.Get(webhook.HeaderAttempt))
+		}
+		return nil
+	})
+	if n := s.rawChunks(s.cfg.Kafka.WebhookRetryTopic(s.cfg.Deliver.RetryTiers[0])); n < 4 {
+		t.Fatalf("the retry topic holds %d chunk records; the job of a 3 MiB payload is at least 4 MiB", n)
+	}
+}
+
 // A root with 50,000 subordinate rows, written in one transaction, is one version with all of
 // them; the next change of it and an ordinary incident after it are delivered within seconds.
 func TestRootWith50000Subordinates(t *testing.T) { runManyRows(t, startLargeStack(t, 64<<20), 50000) }
