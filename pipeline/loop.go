@@ -99,12 +99,21 @@ func (s *Stage) completeChunks(ctx context.Context, sess *kgo.GroupTransactSessi
 	started := time.Now()
 	warned := false
 	for asm.Pending() && ctx.Err() == nil {
-		more := sess.PollRecords(ctx, s.cfg.BubbleUp.MaxPollRecords)
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		more := sess.PollRecords(pctx, s.cfg.BubbleUp.MaxPollRecords)
+		cancel()
 		if more.IsClientClosed() {
 			return fs
 		}
 		s.dropRevoked(workers, asm)
-		fs = append(fs, asm.Fetches(more)...)
+		if more.NumRecords() > 0 {
+			fs = append(fs, asm.Fetches(more)...)
+		}
+		// A group nothing finishes becomes a record that does not decode (chunked.ErrCorrupt).
+		if given := asm.Abandon(chunked.IdleTimeout); given != nil {
+			s.log.Warn("chunked record given up: no chunk of it arrived for a while", zap.Duration("idle", chunked.IdleTimeout))
+			fs = append(fs, given...)
+		}
 		if !warned && time.Since(started) > 10*time.Second {
 			warned = true
 			s.log.Warn("waiting for the rest of a chunked record (its producer may have stopped mid-record; cdc writes it again when it restarts)")

@@ -3,6 +3,8 @@ package chunked
 import (
 	"fmt"
 	"hash/crc32"
+	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -15,6 +17,7 @@ type Assembler struct {
 	// OnStray, when set, is called for every chunk dropped because no group waited for it, and
 	// for every group dropped unfinished because a later record of its key superseded it.
 	OnStray func(topic string, partition int32, offset int64, reason string)
+	now     func() time.Time
 }
 
 type tp struct {
@@ -32,6 +35,8 @@ type group struct {
 	next  int
 	first int64
 	buf   []byte
+	last  *kgo.Record // the last chunk taken
+	at    time.Time   // when it was taken
 }
 
 // NewAssembler returns an assembler. With hold, the records of a partition that come after the
@@ -40,7 +45,7 @@ type group struct {
 // chunk it still needs. Without hold (a reader from the start that commits nothing, like a
 // restore or `walhook tail`), whole records pass at once.
 func NewAssembler(hold bool) *Assembler {
-	return &Assembler{hold: hold, parts: map[tp]*partState{}}
+	return &Assembler{hold: hold, parts: map[tp]*partState{}, now: time.Now}
 }
 
 // Fetches rewrites the records of every partition of fs in place (see Records) and returns fs.
@@ -170,6 +175,7 @@ func (a *Assembler) add(ps *partState, r *kgo.Record) *kgo.Record {
 	}
 	g.buf = append(g.buf, r.Value...)
 	g.next++
+	g.last, g.at = r, a.now()
 	if !final {
 		if len(g.buf) > m.total {
 			delete(ps.groups, string(base))
@@ -232,3 +238,54 @@ func (a *Assembler) Forget(topic string, partition int32) { delete(a.parts, tp{t
 
 // Reset drops everything (a new group session reads again from the committed offsets).
 func (a *Assembler) Reset() { clear(a.parts) }
+
+// IdleTimeout is how long a consumer waits for the next chunk of an unfinished group before it
+// gives the group up (Abandon): a producer that died mid-group writes the record again when it
+// restarts (cdc), which supersedes the group long before; a group nothing will finish (written
+// by something else, or its chunks deleted by retention) must not hold its partition forever.
+const IdleTimeout = 30 * time.Second
+
+// Abandon gives up every group that has waited idle for its next chunk longer than idle: each
+// becomes a record that Err reports as ErrCorrupt, at its last chunk's offset, and the records
+// held behind the abandoned groups are released. They are returned as fetches, in offset order
+// per partition; nil when nothing was abandoned.
+func (a *Assembler) Abandon(idle time.Duration) kgo.Fetches {
+	now := a.now()
+	var fetch kgo.Fetch
+	for k, ps := range a.parts {
+		var out []*kgo.Record
+		for key, g := range ps.groups {
+			if now.Sub(g.at) <= idle {
+				continue
+			}
+			delete(ps.groups, key)
+			out = append(out, corrupt(g.last, fmt.Errorf("%w: group %s has %d of its %d chunks and no more arrived for %v",
+				ErrCorrupt, g.group, g.next, g.count, now.Sub(g.at).Round(time.Second))))
+		}
+		if len(out) == 0 {
+			continue
+		}
+		if len(ps.groups) == 0 {
+			out = append(out, ps.held...)
+			ps.held = nil
+			delete(a.parts, k)
+		} else if first := ps.firstPending(); a.hold {
+			keep := ps.held[:0]
+			for _, r := range ps.held {
+				if r.Offset > first {
+					keep = append(keep, r)
+				} else {
+					out = append(out, r)
+				}
+			}
+			ps.held = keep
+		}
+		slices.SortFunc(out, func(x, y *kgo.Record) int { return int(x.Offset - y.Offset) })
+		fetch.Topics = append(fetch.Topics, kgo.FetchTopic{Topic: k.topic,
+			Partitions: []kgo.FetchPartition{{Partition: k.partition, Records: out}}})
+	}
+	if len(fetch.Topics) == 0 {
+		return nil
+	}
+	return kgo.Fetches{fetch}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -166,4 +167,25 @@ func FuzzAssembler(f *testing.F) {
 			_ = Err(out)
 		}
 	})
+}
+
+// A group nothing finishes is given up after its idle time: a corrupt record, and the records
+// held behind it are released.
+func TestAbandonIdleGroup(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := NewAssembler(true)
+	a.now = func() time.Time { return now }
+	chunks := Split(&kgo.Record{Key: []byte("big"), Value: value(200 << 10)}, MinRecordBytes)
+	after := &kgo.Record{Key: []byte("other")}
+	if got := a.Records("t", 1, offsets(0, chunks[0], chunks[1], after)); len(got) != 0 {
+		t.Fatalf("%d records before the group finished", len(got))
+	}
+	if fs := a.Abandon(IdleTimeout); fs != nil {
+		t.Fatal("abandoned a group that is not idle")
+	}
+	now = now.Add(IdleTimeout + time.Second)
+	got := a.Abandon(IdleTimeout).Records()
+	if len(got) != 2 || !errors.Is(Err(got[0]), ErrCorrupt) || got[0].Offset != 1 || got[1] != after || a.Pending() {
+		t.Fatalf("abandoned: %d records (pending %v)", len(got), a.Pending())
+	}
 }

@@ -47,7 +47,14 @@ func (s *Sink) loop(ctx context.Context, cat catalog, fr framer) error {
 	for {
 		fetches := s.forgetRevoked(asm).Fetches(sess.PollRecords(ctx, s.maxPoll))
 		for asm.Pending() && ctx.Err() == nil && !fetches.IsClientClosed() {
-			fetches = append(fetches, s.forgetRevoked(asm).Fetches(sess.PollRecords(ctx, s.maxPoll))...)
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			more := sess.PollRecords(pctx, s.maxPoll)
+			cancel()
+			if more.NumRecords() > 0 || more.IsClientClosed() {
+				fetches = append(fetches, s.forgetRevoked(asm).Fetches(more)...)
+			}
+			// A group nothing finishes becomes a record that does not decode (chunked.ErrCorrupt).
+			fetches = append(fetches, asm.Abandon(chunked.IdleTimeout)...)
 		}
 		if ctx.Err() != nil {
 			return nil

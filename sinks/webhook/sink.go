@@ -293,18 +293,29 @@ func (s *Sink) defaultRegistry() (avro.Registry, error) {
 // inbox holds at most what was fetched before the pause took effect.
 func (s *Sink) pollLoop(ctx context.Context) {
 	for {
-		fs := s.cl.PollRecords(ctx, 4096)
+		// While a chunk group is unfinished the poll wakes every second, so that a group
+		// nothing finishes is given up (Abandon) even when nothing else arrives.
+		s.asmMu.Lock()
+		pending := s.asm.Pending()
+		s.asmMu.Unlock()
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if pending {
+			pctx, cancel = context.WithTimeout(ctx, time.Second)
+		}
+		fs := s.cl.PollRecords(pctx, 4096)
+		cancel()
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			s.cl.AllowRebalance()
 			return
 		}
 		fs.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.log.Warn("webhook: fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 			}
 		})
 		s.asmMu.Lock()
 		s.asm.Fetches(fs)
+		fs = append(fs, s.asm.Abandon(chunked.IdleTimeout)...) // a group nothing finishes does not decode
 		s.asmMu.Unlock()
 		fs.EachPartition(func(f kgo.FetchTopicPartition) {
 			if len(f.Records) == 0 {
