@@ -37,6 +37,9 @@ type group struct {
 	buf   []byte
 	last  *kgo.Record // the last chunk taken
 	at    time.Time   // when it was taken
+	// pid is the producer id of an idempotent, non-transactional producer (cdc, the webhook
+	// sink), which writes a group's chunks one after the other; -1 for a transactional one.
+	pid int64
 }
 
 // NewAssembler returns an assembler. With hold, the records of a partition that come after the
@@ -81,6 +84,7 @@ func (a *Assembler) Records(topic string, partition int32, recs []*kgo.Record) [
 		ps.held = nil
 	}
 	for _, r := range recs {
+		out = a.interrupted(ps, r, out)
 		if whole := a.add(ps, r); whole != nil {
 			out = append(out, whole)
 		}
@@ -124,6 +128,34 @@ func (ps *partState) firstPending() int64 {
 	return first
 }
 
+// interrupted gives up the groups of r's producer that r does not continue, appending a corrupt
+// record for each to out: an idempotent producer writes a group's chunks one after the other,
+// so any other record of it between them means the group will never finish. (Records of other
+// producers may come between the chunks; a transactional producer's records of one transaction
+// may too, and its aborted transactions are never read.)
+func (a *Assembler) interrupted(ps *partState, r *kgo.Record, out []*kgo.Record) []*kgo.Record {
+	if r.Attrs.IsTransactional() || len(ps.groups) == 0 {
+		return out
+	}
+	own := "" // the group r is a chunk of, if any: add judges it
+	if mv, ok := chunkMeta(r); ok {
+		m, err := parseMeta(mv)
+		if err != nil {
+			return out // add reports it, and gives up its key's group
+		}
+		own = m.group
+	}
+	for key, g := range ps.groups {
+		if g.group == own || g.pid < 0 || g.pid != r.ProducerID {
+			continue
+		}
+		delete(ps.groups, key)
+		out = append(out, corrupt(g.last, fmt.Errorf("%w: group %s (%d of %d chunks) was interrupted by its producer's record at offset %d",
+			ErrCorrupt, g.group, g.next, g.count, r.Offset)))
+	}
+	return out
+}
+
 // add takes one record; it returns the record the stage sees, or nil while a group is
 // unfinished or for a dropped chunk.
 func (a *Assembler) add(ps *partState, r *kgo.Record) *kgo.Record {
@@ -161,7 +193,10 @@ func (a *Assembler) add(ps *partState, r *kgo.Record) *kgo.Record {
 		if capacity > MaxValueBytes/4 { // grow as chunks arrive rather than trusting a huge header at once
 			capacity = 0
 		}
-		g = &group{meta: m, first: r.Offset, buf: make([]byte, 0, capacity)}
+		g = &group{meta: m, first: r.Offset, buf: make([]byte, 0, capacity), pid: -1}
+		if !r.Attrs.IsTransactional() {
+			g.pid = r.ProducerID
+		}
 		ps.groups[string(base)] = g
 	} else if g == nil || g.group != m.group || g.next != m.index {
 		if !final {

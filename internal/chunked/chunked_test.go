@@ -19,11 +19,26 @@ func value(n int) []byte {
 	return v
 }
 
-// offsets numbers recs as one partition's log from start.
+// offsets numbers recs as one partition's log from start. Records without a producer id get
+// producer 1 when they are chunks, else 2: another producer's records may come between a
+// group's chunks.
 func offsets(start int64, recs ...*kgo.Record) []*kgo.Record {
 	for i, r := range recs {
 		r.Offset = start + int64(i)
 		r.Topic = "t"
+		if r.ProducerID == 0 {
+			r.ProducerID = 2
+			if IsChunk(r) {
+				r.ProducerID = 1
+			}
+		}
+	}
+	return recs
+}
+
+func producer(id int64, recs []*kgo.Record) []*kgo.Record {
+	for _, r := range recs {
+		r.ProducerID = id
 	}
 	return recs
 }
@@ -124,8 +139,8 @@ func TestCorruptGroups(t *testing.T) {
 // group is dropped when the new one starts, and the new one reassembles.
 func TestUnfinishedGroupSupersededByRetry(t *testing.T) {
 	v := value(200 << 10)
-	dead := Split(&kgo.Record{Key: []byte("k"), Value: v}, MinRecordBytes)[:2]
-	again := Split(&kgo.Record{Key: []byte("k"), Value: v}, MinRecordBytes)
+	dead := producer(1, Split(&kgo.Record{Key: []byte("k"), Value: v}, MinRecordBytes)[:2])
+	again := producer(3, Split(&kgo.Record{Key: []byte("k"), Value: v}, MinRecordBytes))
 	var strays int
 	a := NewAssembler(true)
 	a.OnStray = func(string, int32, int64, string) { strays++ }
@@ -187,5 +202,18 @@ func TestAbandonIdleGroup(t *testing.T) {
 	got := a.Abandon(IdleTimeout).Records()
 	if len(got) != 2 || !errors.Is(Err(got[0]), ErrCorrupt) || got[0].Offset != 1 || got[1] != after || a.Pending() {
 		t.Fatalf("abandoned: %d records (pending %v)", len(got), a.Pending())
+	}
+}
+
+// An idempotent producer writes a group's chunks one after the other: its own record between
+// them gives the group up at once. (A transactional producer's records may interleave; the
+// end-to-end tests in cmd/walhook read such groups from bubble-up and the compliance sink.)
+func TestGroupInterruptedByItsProducer(t *testing.T) {
+	chunks := Split(&kgo.Record{Key: []byte("big"), Value: value(200 << 10)}, MinRecordBytes)
+	next := &kgo.Record{Key: []byte("next"), ProducerID: 1}
+	a := NewAssembler(true)
+	got := a.Records("t", 0, offsets(0, chunks[0], chunks[1], next))
+	if len(got) != 2 || !errors.Is(Err(got[0]), ErrCorrupt) || got[1] != next || a.Pending() {
+		t.Fatalf("%d records (pending %v); want the corrupt group, then the record", len(got), a.Pending())
 	}
 }

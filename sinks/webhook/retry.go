@@ -152,14 +152,14 @@ func (s *Sink) deadLetter(t *task, a attempt) *kgo.Record {
 // produceThen produces recs and calls done once all are acknowledged. A failed produce stops
 // the sink: the task stays unfinished, its offset uncommitted, and it is redone after restart.
 //
-// A record above kafka.max_record_bytes (a job carries its snapshot) goes as its chunks, under
-// produceMu so that no other record of its key slips between them.
+// A record above kafka.max_record_bytes (a job carries its snapshot) goes as its chunks. Every
+// produce holds produceMu, so that no other record of this producer comes between a group's
+// chunks: a consumer gives up a group its producer interrupts (chunked.Assembler). Produce only
+// blocks while kgo's buffer is full, and the promises never take produceMu.
 func (s *Sink) produceThen(recs []*kgo.Record, done func()) {
-	if expanded := chunked.Expand(recs, kafkaconn.RecordLimit(s.cfg.Kafka)); len(expanded) != len(recs) {
-		s.produceMu.Lock()
-		defer s.produceMu.Unlock()
-		recs = expanded
-	}
+	recs = chunked.Expand(recs, kafkaconn.RecordLimit(s.cfg.Kafka))
+	s.produceMu.Lock()
+	defer s.produceMu.Unlock()
 	var mu sync.Mutex
 	left := len(recs)
 	for _, r := range recs {

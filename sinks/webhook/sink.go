@@ -71,7 +71,7 @@ type Sink struct {
 	// chunk still needed; asmMu guards it against the rebalance callbacks' Forget.
 	asmMu sync.Mutex
 	asm   *chunked.Assembler
-	// produceMu keeps the chunks of one record together (produceThen).
+	// produceMu keeps the chunks of one record together: every produceThen holds it.
 	produceMu sync.Mutex
 }
 
