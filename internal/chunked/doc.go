@@ -24,7 +24,9 @@
 // a wrong size or checksum becomes a record that Err reports as ErrCorrupt, so that a stage
 // treats it like any record it cannot decode. A chunk that no group is waiting for (the rest of
 // a group whose producer died before finishing it: cdc writes the whole transaction again, or
-// an older version a compacted topic has not cleaned yet) is dropped and counted.
+// an older version a compacted topic has not cleaned yet) is dropped and counted. A group is
+// given up as corrupt when its idempotent producer writes another record on the partition before
+// finishing it, or (Abandon) when no chunk of it arrived for IdleTimeout.
 //
 // It imports franz-go only.
 package chunked
