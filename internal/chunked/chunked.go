@@ -223,7 +223,9 @@ func (p topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
 	return p.inner.RequiresConsistency(unchunked(r))
 }
 
-func (p topicPartitioner) Partition(r *kgo.Record, n int) int { return p.inner.Partition(unchunked(r), n) }
+func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
+	return p.inner.Partition(unchunked(r), n)
+}
 
 type batchPartitioner struct {
 	topicPartitioner
