@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,10 @@ type largeStack struct {
 	cl    *kgo.Client
 	errc  chan error
 	procs map[string]*exec.Cmd // with startLargeStack's procs: the stage processes
+	// cfgPath is their config file; killed and exited belong to startProc.
+	cfgPath string
+	killed  map[*exec.Cmd]*atomic.Bool
+	exited  map[*exec.Cmd]chan struct{}
 }
 
 // startLargeStack starts the stack with deliver.max_payload_bytes maxPayload: the full
@@ -73,7 +78,8 @@ log: {level: warn}
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &largeStack{t: t, cfg: cfg, pgURL: pgURL, full: webhooktest.Start(t), thin: webhooktest.Start(t), errc: make(chan error, 8)}
+	s := &largeStack{t: t, cfg: cfg, pgURL: pgURL, full: webhooktest.Start(t), thin: webhooktest.Start(t), errc: make(chan error, 8),
+		killed: map[*exec.Cmd]*atomic.Bool{}, exited: map[*exec.Cmd]chan struct{}{}}
 	ctx := context.Background()
 	if s.db, err = pgx.Connect(ctx, pgURL); err != nil {
 		t.Fatal(err)
@@ -150,39 +156,57 @@ func (s *largeStack) startInProcess(ctx context.Context) {
 
 // startProcs runs `walhook cdc`, `bubbleup`, `deliver` and `comply` as processes on yml.
 func (s *largeStack) startProcs(yml string) {
-	path := filepath.Join(s.t.TempDir(), "walhook.yaml")
-	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+	s.cfgPath = filepath.Join(s.t.TempDir(), "walhook.yaml")
+	if err := os.WriteFile(s.cfgPath, []byte(yml), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
-	bin := walhookBinary(s.t)
 	s.procs = map[string]*exec.Cmd{}
 	for _, stage := range []string{"cdc", "bubbleup", "deliver", "comply"} {
-		cmd := exec.Command(bin, stage, "--config", path)
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			s.t.Fatal(err)
-		}
-		s.procs[stage] = cmd
-		exited := make(chan struct{})
-		go func() {
-			err := cmd.Wait()
-			close(exited)
-			select {
-			case s.errc <- fmt.Errorf("walhook %s exited: %v\n%s", stage, err, out):
-			default:
-			}
-		}()
-		s.t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		})
+		s.startProc(stage)
 	}
+}
+
+// startProc starts `walhook <stage>`; a stage that exits by itself fails the test at the next
+// eventually, one killed by killProc does not.
+func (s *largeStack) startProc(stage string) {
+	cmd := exec.Command(walhookBinary(s.t), stage, "--config", s.cfgPath)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.procs[stage] = cmd
+	exited := make(chan struct{})
+	s.exited[cmd] = exited
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		if s.killed[cmd].Load() {
+			return
+		}
+		select {
+		case s.errc <- fmt.Errorf("walhook %s exited: %v\n%s", stage, err, out):
+		default:
+		}
+	}()
+	s.killed[cmd] = &atomic.Bool{}
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+}
+
+// killProc SIGKILLs the stage's process and waits until it is gone.
+func (s *largeStack) killProc(stage string) {
+	cmd := s.procs[stage]
+	s.killed[cmd].Store(true)
+	_ = cmd.Process.Kill()
+	<-s.exited[cmd]
 }
 
 // peakRSS is the peak resident set (VmHWM) of each stage process, in MiB.
@@ -582,6 +606,32 @@ func TestLargeValueRetriedThroughTheRetryTopic(t *testing.T) {
 	if n := s.rawChunks(s.cfg.Kafka.WebhookRetryTopic(s.cfg.Deliver.RetryTiers[0])); n < 4 {
 		t.Fatalf("the retry topic holds %d chunk records; the job of a 3 MiB payload is at least 4 MiB", n)
 	}
+}
+
+// A state above kafka.max_record_bytes is a chunk group in the changelog: a bubble-up member
+// killed and started again restores it whole. The update after the restart carries the large
+// description as unchanged TOAST (pgoutput leaves it out), so version 2's description can only
+// come from the restored state.
+func TestLargeStateRestoredFromTheChangelog(t *testing.T) {
+	s := startLargeStack(t, 64<<20, true)
+	big := text(20<<20, 9)
+	s.exec(`insert into incident.instance (id, name, description, status, severity, start_time, session_instance_id, tenant_id)
+		values (1, 'large', $1, 'TRIGGERED', 'LOW', now(), 1, 'acme')`, big)
+	if v1 := s.delivery(s.full, "incident_instance_created", "1", 1, 2*time.Minute); description(t, v1.Body) != big {
+		t.Fatalf("version 1: %d bytes without the description", len(v1.Body))
+	}
+	s.killProc("bubbleup")
+	s.startProc("bubbleup")
+	s.exec(`update incident.instance set status = 'RESOLVED' where id = 1`)
+	after := s.walLSN()
+	v2 := s.delivery(s.full, "incident_instance_updated", "1", 2, 2*time.Minute)
+	if description(t, v2.Body) != big || !bytes.Contains(v2.Body, []byte(`"status":"RESOLVED"`)) {
+		t.Fatalf("version 2 after the restore (%d bytes) lacks the description or the new status", len(v2.Body))
+	}
+	s.waitConfirmed(after, time.Minute)
+	s.exec(`insert into incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
+		values (2, 'small', 'TRIGGERED', 'LOW', now(), 1, 'acme')`)
+	s.delivery(s.full, "incident_instance_created", "2", 1, 20*time.Second)
 }
 
 // A root with 50,000 subordinate rows, written in one transaction, is one version with all of
