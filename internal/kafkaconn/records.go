@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
@@ -97,6 +98,11 @@ func checkRecordLimits(ctx context.Context, adm *kadm.Client, want map[string]in
 	}
 	var errs []error
 	for _, rc := range rcs {
+		if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+			// Another stage is creating it this moment (they start together): it gets the
+			// limit from its creator, who checks it.
+			continue
+		}
 		if rc.Err != nil {
 			errs = append(errs, fmt.Errorf("kafka: describe configs of topic %q: %w", rc.Name, rc.Err))
 			continue
