@@ -9,7 +9,7 @@ BIN       ?= bin/walhook
 DEVFLAGS  ?=
 
 # The packages whose tests talk to Kafka: `make test-kafka` runs them against Apache Kafka.
-KAFKA_PKGS ?= ./avro ./cdc ./pipeline ./sinks/... ./internal/status ./internal/kafkaconn ./cmd/walhook
+KAFKA_PKGS ?= ./avro ./cdc ./pipeline ./sinks/... ./internal/status ./internal/kafkaconn ./internal/api ./cmd/walhook
 
 .PHONY: run run-kafka test test-kafka bench chaos e2e lint build clean
 
@@ -32,10 +32,12 @@ test:
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 ## test-kafka: the Kafka-facing suites against Apache Kafka (KRaft, from Maven Central: needs Java 17+ and Maven),
-## one node per test binary; then the whole-system test on three nodes with broker kills and pauses.
+## one node per test binary; then the whole-system test on three nodes with broker kills and pauses, on the
+## classic and on the KIP-848 consumer-group protocol.
 test-kafka:
 	WALHOOK_TEST_KAFKA=apache $(GO) test $(TESTFLAGS) $(KAFKA_PKGS)
 	WALHOOK_TEST_KAFKA=apache3 WALHOOK_E2E_KILL=all WALHOOK_E2E_DURATION=$${WALHOOK_E2E_DURATION:-45s} $(GO) test $(TESTFLAGS) -v -run '^TestWholeSystem$$' ./internal/e2e
+	WALHOOK_TEST_KAFKA=apache3 WALHOOK_E2E_GROUP_PROTOCOL=consumer WALHOOK_E2E_KILL=all WALHOOK_E2E_DURATION=$${WALHOOK_E2E_DURATION:-45s} $(GO) test $(TESTFLAGS) -v -run '^TestWholeSystem$$' ./internal/e2e
 
 ## bench: throughput, latency and memory figures against baselines measured in the same run.
 bench:

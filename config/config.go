@@ -52,6 +52,13 @@ type Kafka struct {
 	// one stage. Env: WALHOOK_INSTANCE_ID (e.g. a StatefulSet pod name). Default "": dynamic
 	// membership.
 	InstanceID string `yaml:"instance_id"`
+	// GroupProtocol is the consumer-group protocol of the bubbleup, deliver and comply stages:
+	// "classic" (JoinGroup/SyncGroup, every broker) or "consumer" (KIP-848: the broker's group
+	// coordinator assigns partitions incrementally, no stop-the-world rebalance; Apache Kafka 4.0+,
+	// recommended from 4.3). With "consumer" the broker's group.consumer.session.timeout.ms and
+	// group.consumer.heartbeat.interval.ms apply instead of the stages' session_timeout.
+	// Default "classic".
+	GroupProtocol string `yaml:"group_protocol"`
 	// TopicPrefix is put in front of every topic walhook creates. Default "walhook.".
 	TopicPrefix string `yaml:"topic_prefix"`
 	// Partitions of topics walhook creates. Default 6.

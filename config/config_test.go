@@ -237,6 +237,20 @@ func TestConfigInstanceID(t *testing.T) {
 	findProblem(t, ve, "kafka.instance_id")
 }
 
+func TestConfigGroupProtocol(t *testing.T) {
+	if got := mustParse(t, minimal, noEnv).Kafka.GroupProtocol; got != config.GroupProtocolClassic {
+		t.Errorf("default kafka.group_protocol = %q, want classic", got)
+	}
+	consumer := strings.Replace(minimal, "  brokers:", "  group_protocol: consumer\n  brokers:", 1)
+	if got := mustParse(t, consumer, noEnv).Kafka.GroupProtocol; got != config.GroupProtocolConsumer {
+		t.Errorf("kafka.group_protocol = %q, want consumer", got)
+	}
+	_, ve := parse(t, strings.Replace(minimal, "  brokers:", "  group_protocol: kip848\n  brokers:", 1), noEnv)
+	if p := findProblem(t, ve, "kafka.group_protocol"); !strings.Contains(p.Message, `"kip848"`) || !strings.Contains(p.Message, `"consumer"`) || p.Line == 0 {
+		t.Errorf("problem %+v should name the value, the choices and its line", p)
+	}
+}
+
 // TestConfigDecodeAndValidationProblemsInOnePass: an unknown key and a mistyped value do not
 // hide the problems validation finds, so one run lists everything.
 func TestConfigDecodeAndValidationProblemsInOnePass(t *testing.T) {

@@ -8,6 +8,7 @@ const (
 	DefaultSlot              = "walhook"
 	DefaultClientID          = "walhook"
 	DefaultTopicPrefix       = "walhook."
+	DefaultGroupProtocol     = GroupProtocolClassic
 	DefaultPartitions        = 6
 	DefaultMaxRecordBytes    = 1 << 20
 	DefaultCompression       = "lz4"
@@ -66,6 +67,7 @@ func (k *Kafka) defaults() {
 		k.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	setString(&k.Compression, DefaultCompression)
+	setString(&k.GroupProtocol, DefaultGroupProtocol)
 	if k.Partitions == 0 {
 		k.Partitions = DefaultPartitions
 	}

@@ -70,6 +70,12 @@ func (v *checker) postgres(p *Postgres) {
 // topicRE is the set of characters Kafka allows in topic names.
 var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
 
+// The consumer-group protocols kafka.group_protocol accepts.
+const (
+	GroupProtocolClassic  = "classic"
+	GroupProtocolConsumer = "consumer"
+)
+
 // maxInstanceIDLen is the longest group.instance.id Kafka accepts; its characters are those of
 // topic names.
 const maxInstanceIDLen = 249
@@ -95,6 +101,9 @@ func (v *checker) kafka(k *Kafka) {
 	}
 	if !slices.Contains(Compressions, k.Compression) {
 		v.add("kafka.compression", "%q is not supported; use one of %s (default %s)", k.Compression, strings.Join(Compressions, ", "), DefaultCompression)
+	}
+	if k.GroupProtocol != GroupProtocolClassic && k.GroupProtocol != GroupProtocolConsumer {
+		v.add("kafka.group_protocol", "%q; use %q (every broker) or %q (KIP-848, Apache Kafka 4.0+)", k.GroupProtocol, GroupProtocolClassic, GroupProtocolConsumer)
 	}
 	if k.Partitions < 1 {
 		v.add("kafka.partitions", "%d; must be at least 1 (default 6)", k.Partitions)

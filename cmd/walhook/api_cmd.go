@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -30,12 +31,30 @@ a tenant token only its tenant's data. `+"`walhook api key create`"+` makes them
 
 func apiService(p *process) (service, error) {
 	return service{name: "api", run: func(ctx context.Context) error {
-		s, err := api.New(ctx, p.cfg, api.WithLogger(p.log.Named("api")), api.WithVersion(version))
+		svc, err := startAPI(ctx, p)
 		if err != nil {
 			return err
 		}
+		return svc.run(ctx)
+	}}, nil
+}
+
+// startAPI connects the API to PostgreSQL and Kafka and binds api.listen now, so that whoever
+// calls it next (walhook dev, before it says it is ready) can rely on the API answering; the
+// returned service serves until its context is done and then releases both.
+func startAPI(ctx context.Context, p *process) (service, error) {
+	s, err := api.New(ctx, p.cfg, api.WithLogger(p.log.Named("api")), api.WithVersion(version))
+	if err != nil {
+		return service{}, err
+	}
+	ln, err := net.Listen("tcp", p.cfg.API.Listen)
+	if err != nil {
+		s.Close()
+		return service{}, fmt.Errorf("api: listen on %s (api.listen): %w", p.cfg.API.Listen, err)
+	}
+	return service{name: "api", run: func(ctx context.Context) error {
 		defer s.Close()
-		return s.Run(ctx)
+		return s.Serve(ctx, ln)
 	}}, nil
 }
 

@@ -216,7 +216,8 @@ func runDev(ctx context.Context, out io.Writer, f devFlags) error {
 		p.closeTracing()
 		return err
 	}
-	apiSvc, err := apiService(p)
+	// The API is bound before dev says it is ready: the banner above already shows its URL.
+	apiSvc, err := startAPI(ctx, p)
 	if err != nil {
 		p.closeTracing()
 		return err

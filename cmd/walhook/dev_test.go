@@ -231,6 +231,22 @@ func (d *devStack) waitOutput(want string, timeout time.Duration) {
 	}
 }
 
+// waitInitialSnapshot waits until cdc streams and has finished the initial snapshot of every
+// table of a fresh dev stack. A row committed before then is read by the snapshot, which
+// fires no webhook (pipeline/doc.go, "Initial snapshot"); a test that expects its rows'
+// webhooks writes them after this.
+func (d *devStack) waitInitialSnapshot() {
+	d.t.Helper()
+	kafkatest.Eventually(d.t, 60*time.Second, func() error {
+		out := d.out.String()
+		started, finished := strings.Count(out, "snapshot of table started"), strings.Count(out, "snapshot of table finished")
+		if !strings.Contains(out, "\tstreaming\t") || started == 0 || started != finished {
+			return fmt.Errorf("cdc has not finished its initial snapshot (%d of %d tables):\n%s", finished, started, out)
+		}
+		return nil
+	})
+}
+
 // result is what one run of the binary did.
 type result struct {
 	stdout, stderr string

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -119,6 +120,51 @@ func TestDevStack(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %s", m[1], resp.Status)
+		}
+	})
+
+	t.Run("the banner is the README's, and its console and key work at once", func(t *testing.T) {
+		readme, err := os.ReadFile("../../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := regexp.MustCompile("(?s)```\nwalhook dev\n(.*?)  \\.\\.\\.\n```").FindSubmatch(readme)
+		if block == nil {
+			t.Fatal("README.md has no walhook dev banner block")
+		}
+		out := d.out.String()
+		banner := out[strings.Index(out, "walhook dev\n")+len("walhook dev\n"):]
+		banner = banner[:strings.Index(banner, "  written to ")]
+		shape := func(text string) []string { // each line's name and what follows its address
+			var out []string
+			for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+				f := append(strings.Fields(l), "", "") // an empty value (no registry) leaves only the name
+				out = append(out, f[0]+" "+strings.TrimSpace(strings.Join(f[2:], " ")))
+			}
+			return out
+		}
+		if got, want := shape(banner), shape(string(block[1])); !slices.Equal(got, want) {
+			t.Fatalf("walhook dev prints\n%s\nREADME.md shows\n%s", banner, block[1])
+		}
+		m := regexp.MustCompile(`(?m)^  console\s+(http://127\.0\.0\.1:\d+/)\s`).FindStringSubmatch(out)
+		if m == nil || m[1] != d.env["WALHOOK_API_URL"]+"/" {
+			t.Fatalf("the console URL is not WALHOOK_API_URL's:\n%s", banner)
+		}
+		key := regexp.MustCompile(`(?m)^  WALHOOK_API_KEY\s+(whk_\S+)$`).FindStringSubmatch(out)
+		if key == nil || key[1] != d.env["WALHOOK_API_KEY"] {
+			t.Fatalf("no operator key in the banner:\n%s", banner)
+		}
+		resp, err := http.Get(m[1])
+		if err != nil {
+			t.Fatalf("the console the banner shows does not answer: %v", err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "walhook") {
+			t.Fatalf("GET %s: %s %.200s", m[1], resp.Status, page)
+		}
+		if me := apiCall(t, d.env["WALHOOK_API_URL"], key[1], "GET", "/v1/me", nil); !strings.Contains(string(me), `"role":"operator"`) {
+			t.Fatalf("the banner's key: %s", me)
 		}
 	})
 

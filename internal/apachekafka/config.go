@@ -56,6 +56,13 @@ func (n *Node) serverProperties() map[string]string {
 		"log.cleaner.dedupe.buffer.size":                   strconv.Itoa(16 << 20),
 		"share.coordinator.state.topic.replication.factor": rf,
 		"share.coordinator.state.topic.min.isr":            isr,
+		// KIP-848 groups (kafka.group_protocol: consumer) take their session from the broker
+		// (45 s by default, also the minimum): 10 s like the stages' classic session_timeout, so
+		// a SIGKILLed member's partitions move as quickly under either protocol.
+		"group.consumer.session.timeout.ms":        "10000",
+		"group.consumer.min.session.timeout.ms":    "6000",
+		"group.consumer.heartbeat.interval.ms":     "1000",
+		"group.consumer.min.heartbeat.interval.ms": "1000",
 	}
 	maps.Copy(p, c.opts.BrokerConfig)
 	return p

@@ -8,11 +8,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/walhook/walhook/internal/childproc"
 )
 
 // Node is one combined broker+controller JVM of a Cluster.
@@ -78,9 +79,8 @@ func (n *Node) jvmArgs(heapMB int) []string {
 	return append(args, "-cp", n.c.dist.Classpath())
 }
 
-// launch starts the node's JVM. The JVM is started from an OS thread locked to the goroutine that
-// waits for it: Linux delivers Pdeathsig when the thread that forked the child exits, and this
-// thread exits only after the JVM did or when the whole process dies.
+// launch starts the node's JVM through childproc, whose forking thread lives until the JVM exits:
+// Linux delivers Pdeathsig when the thread that forked the child exits.
 func (n *Node) launch() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -96,21 +96,17 @@ func (n *Node) launch() error {
 	p.cmd.Dir = n.dir
 	p.cmd.Stdout, p.cmd.Stderr = stdout, stdout
 	p.cmd.SysProcAttr = sysProcAttr()
-	started := make(chan error, 1)
-	go func() { // owned by the Node: ends when the JVM exits; Kill waits for it
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		defer stdout.Close()
-		if err := p.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	if err := <-started; err != nil {
+	child, err := childproc.Start(p.cmd)
+	if err != nil {
+		stdout.Close()
 		return fmt.Errorf("apachekafka: start node %d (%s): %w", n.ID, n.c.dist.Java, err)
 	}
+	go func() { // owned by the Node: ends when the JVM exits; Kill waits for it
+		<-child.Exited()
+		stdout.Close()
+		p.err = child.Err()
+		close(p.exited)
+	}()
 	n.proc, n.paused = p, false
 	n.c.opts.Log("apachekafka: node %d started (pid %d, port %d)", n.ID, p.cmd.Process.Pid, n.Port)
 	return nil

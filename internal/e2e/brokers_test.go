@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/apachekafka"
 	"github.com/walhook/walhook/internal/kafkatest"
 )
@@ -29,6 +31,8 @@ const (
 	// kfake (its group coordinator sometimes never expires a member SIGKILLed inside JoinGroup,
 	// see internal/embedkafka), dynamic on Apache Kafka, as the shipped Deployments run.
 	envMembership = "WALHOOK_E2E_MEMBERSHIP"
+	// envGroupProtocol is the stages' kafka.group_protocol: classic (default) or consumer (KIP-848).
+	envGroupProtocol = "WALHOOK_E2E_GROUP_PROTOCOL"
 )
 
 // brokers is the Kafka the stages run against.
@@ -36,6 +40,8 @@ type brokers struct {
 	addrs  string
 	apache *apachekafka.Cluster // nil on kfake
 	static bool                 // stages are static group members
+	// groupProtocol is the stages' kafka.group_protocol.
+	groupProtocol string
 }
 
 func startBrokers(t *testing.T, dir string) *brokers {
@@ -70,7 +76,13 @@ func startBrokers(t *testing.T, dir string) *brokers {
 	default:
 		t.Fatalf("%s=%q: use static or dynamic", envMembership, m)
 	}
-	t.Logf("broker: %s, %s group membership", b.describe(), map[bool]string{true: "static", false: "dynamic"}[b.static])
+	switch b.groupProtocol = cmp.Or(os.Getenv(envGroupProtocol), config.GroupProtocolClassic); b.groupProtocol {
+	case config.GroupProtocolClassic:
+	case config.GroupProtocolConsumer:
+	default:
+		t.Fatalf("%s=%q: use classic or consumer", envGroupProtocol, b.groupProtocol)
+	}
+	t.Logf("broker: %s, %s group membership, %s group protocol", b.describe(), map[bool]string{true: "static", false: "dynamic"}[b.static], b.groupProtocol)
 	return b
 }
 

@@ -278,6 +278,7 @@ kafka:
   topic_prefix: walhook.
   partitions: 4
   replication_factor: -1
+  group_protocol: %s
 log:
   level: info
   format: json
@@ -292,7 +293,7 @@ compliance:
   transaction_timeout: 10s
 deliver:
   allow_loopback: true
-`, s.pgURL, quotedList(strings.Split(brokers, ",")), filepath.Join(s.dir, "spill"))
+`, s.pgURL, quotedList(strings.Split(brokers, ",")), s.kafka.groupProtocol, filepath.Join(s.dir, "spill"))
 	if err := os.WriteFile(s.cfgPath, []byte(y+demo.ModelYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/childproc"
 	"github.com/walhook/walhook/internal/embedkafka"
 )
 
@@ -80,11 +81,11 @@ func startBroker(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatalf("broker: %v", err)
 	}
-	if err := cmd.Start(); err != nil {
+	child, err := childproc.Start(cmd)
+	if err != nil {
 		t.Fatalf("broker: start %s: %v", os.Args[0], err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	exited := child.Exited()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

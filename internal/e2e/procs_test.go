@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/internal/childproc"
 )
 
 // proc is one walhook stage process that the nemesis kills and restarts. Its log (stdout and
@@ -72,7 +74,8 @@ func (p *proc) start() error {
 	fmt.Fprintf(log, "=== e2e: start %s #%d at %s\n", p.name, p.starts+1, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = p.env, log, log, childAttr()
-	if err := cmd.Start(); err != nil {
+	child, err := childproc.Start(cmd) // Pdeathsig must follow this process, not a Go thread
+	if err != nil {
 		_ = log.Close()
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
@@ -82,7 +85,8 @@ func (p *proc) start() error {
 	// The reaper is owned by this incarnation: it ends when the process does, and kill and
 	// t.Cleanup wait for it through exited.
 	go func() {
-		err := cmd.Wait()
+		<-child.Exited()
+		err := child.Err()
 		_ = log.Close()
 		p.mu.Lock()
 		if !p.killing {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/internal/childproc"
 )
 
 const (
@@ -60,20 +62,24 @@ func (c *Cluster) launch(ctx context.Context, opts Options) error {
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile // *os.File: inherited directly, no copy goroutine
 	cmd.SysProcAttr = procAttr(c.ra)
-	if err := cmd.Start(); err != nil {
+	// childproc forks from a thread that outlives the postmaster: Pdeathsig follows the forking
+	// thread, and a thread Go ends for another reason would take the server down with it.
+	child, err := childproc.Start(cmd)
+	if err != nil {
 		logFile.Close()
 		return fmt.Errorf("embedpg: start postgres: %w", err)
 	}
 	c.cmd, c.logFile, c.exited = cmd, logFile, make(chan struct{})
-	go c.wait() // owned by the Cluster: ends when the postmaster exits; Stop and Kill wait for it
+	go c.wait(child) // owned by the Cluster: ends when the postmaster exits; Stop and Kill wait for it
 	if err := c.waitReady(ctx); err != nil {
 		return c.startFailed(err, offset)
 	}
 	return nil
 }
 
-func (c *Cluster) wait() {
-	c.waitErr = c.cmd.Wait()
+func (c *Cluster) wait(child *childproc.Child) {
+	<-child.Exited()
+	c.waitErr = child.Err()
 	close(c.exited)
 }
 

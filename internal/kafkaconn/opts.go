@@ -99,7 +99,8 @@ func saslMechanism(s config.SASL) (sasl.Mechanism, error) {
 	}
 }
 
-// GroupOpts are the consumer-group options of every walhook stage: GroupTimeouts(session) and,
+// GroupOpts are the consumer-group options of every walhook stage: GroupTimeouts(session), the
+// KIP-848 protocol when kafka.group_protocol is consumer, and,
 // when kafka.instance_id is set, static membership (kgo.InstanceID). A static member that
 // restarts with the same id replaces its previous incarnation at once, which the group would
 // otherwise hold until its session expired. It also replaces an incarnation the broker failed to
@@ -109,6 +110,11 @@ func GroupOpts(cfg config.Kafka, session time.Duration) []kgo.Opt {
 	opts := GroupTimeouts(session)
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.GroupProtocol == config.GroupProtocolConsumer {
+		// KIP-848 needs an eager balancer whose name the broker knows as a server-side assignor
+		// (sticky = "uniform"); with franz-go's default cooperative-sticky it would stay classic.
+		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.StickyBalancer()))
 	}
 	return opts
 }

@@ -133,6 +133,7 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 	if err != nil {
 		r.fail("kafka: describe groups %v: %v", names, err)
 	}
+	states := groupStates(pctx, adm, described)
 	committed := map[string]kadm.OffsetResponses{}
 	unknown := map[string]string{}
 	for _, g := range specs {
@@ -174,9 +175,9 @@ func (r *Report) collectKafka(ctx context.Context, cfg *config.Config, cl *kgo.C
 
 	retries := retryTopics(cfg)
 	for _, g := range specs {
-		state := "unknown"
-		if d, ok := described[g.group]; ok {
-			state = d.State
+		state, ok := states[g.group]
+		if !ok {
+			state = "unknown"
 		}
 		grp := Group{Stage: g.stage, Group: g.group, State: state, Topics: []TopicLag{}}
 		c, ok := committed[g.group]
@@ -384,4 +385,32 @@ func readSpans(ctx context.Context, opts []kgo.Opt, spans map[tp]int64, offs off
 		}
 	}
 	return out, nil
+}
+
+// groupStates is each described group's state. A group on the KIP-848 consumer protocol
+// (kafka.group_protocol: consumer) is invisible to the classic DescribeGroups, which calls it
+// Dead; such groups are described again with ConsumerGroupDescribe. A broker without that API
+// (before Apache Kafka 4.0, kfake) leaves the classic answer.
+func groupStates(ctx context.Context, adm *kadm.Client, classic kadm.DescribedGroups) map[string]string {
+	states := make(map[string]string, len(classic))
+	var again []string
+	for name, d := range classic {
+		states[name] = d.State
+		if d.State == "Dead" || d.Err != nil {
+			again = append(again, name)
+		}
+	}
+	if len(again) == 0 {
+		return states
+	}
+	described, err := adm.DescribeConsumerGroups(ctx, again...)
+	if err != nil && len(described) == 0 {
+		return states
+	}
+	for name, d := range described {
+		if d.Err == nil && d.State != "" {
+			states[name] = d.State
+		}
+	}
+	return states
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/kafkaconn"
 	"github.com/walhook/walhook/internal/kafkatest"
 )
 
@@ -162,4 +163,46 @@ func TestUnreadableKafkaIsUnknown(t *testing.T) {
 	if !strings.Contains(out.String(), "dead letters: unknown (Kafka not reachable") {
 		t.Errorf("text:\n%s", out.String())
 	}
+}
+
+// TestConsumerProtocolGroupState: a stage on kafka.group_protocol: consumer (KIP-848) is in a
+// group Apache Kafka's classic DescribeGroups calls Dead; status must show the state its
+// coordinator has. (kfake answers the classic describe for such groups too, so only the run on
+// Apache Kafka, make test-kafka, can catch a regression.)
+func TestConsumerProtocolGroupState(t *testing.T) {
+	env := kafkatest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prefix := kafkatest.TopicName(t, "kip848") + "."
+	cfg := statusConfig(t, closedAddr(t), env.Brokers, prefix)
+	cfg.Kafka.GroupProtocol = config.GroupProtocolConsumer
+	snapshots := cfg.Kafka.SnapshotTopic(cfg.Model.Roots[0])
+	adm := kadm.NewClient(kafkatest.Client(t, env))
+	if resp, err := adm.CreateTopic(ctx, 2, -1, nil, snapshots); err != nil || resp.Err != nil {
+		t.Fatalf("create %s: %v %v", snapshots, err, resp.Err)
+	}
+	member := kafkatest.Client(t, env, append(kafkaconn.GroupOpts(cfg.Kafka, 10*time.Second),
+		kgo.ConsumerGroup(cfg.WebhookGroup()), kgo.ConsumeTopics(snapshots))...)
+	joined := func() error { // polling is what makes the member join and heartbeat
+		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer pcancel()
+		member.PollFetches(pctx)
+		r, err := Collect(ctx, cfg, Options{Timeout: 10 * time.Second})
+		if err != nil {
+			return err
+		}
+		for _, g := range r.Groups {
+			if g.Group == cfg.WebhookGroup() && g.State != "Stable" {
+				return fmt.Errorf("group %s: state %q, want Stable", g.Group, g.State)
+			}
+		}
+		return nil
+	}
+	var err error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if err = joined(); err == nil {
+			return
+		}
+	}
+	t.Fatal(err)
 }

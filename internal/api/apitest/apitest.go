@@ -122,6 +122,12 @@ func (o *OpenAPI) operation(method, path string) (string, map[string]any, error)
 	return tmpl, op, nil
 }
 
+// CompileAt compiles the schema at JSON pointer ptr of the document ("/components/schemas/X").
+func (o *OpenAPI) CompileAt(ptr string) error {
+	_, err := o.schemaAt(ptr)
+	return err
+}
+
 // CheckRequest validates a request's query parameters (known names) and JSON body.
 func (o *OpenAPI) CheckRequest(method, rawPath string, body []byte) error {
 	u, err := url.Parse(rawPath)

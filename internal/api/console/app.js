@@ -155,7 +155,8 @@ function drawChart(canvas, buckets) {
   const W = canvas.width, H = canvas.height, pad = { l: 44, r: 52, t: 10, b: 22 };
   ctx.clearRect(0, 0, W, H);
   const n = buckets.length || 1;
-  const maxRate = Math.max(1, ...buckets.map((b) => b.delivered + b.failed));
+  // A multiple of 4, so that the axis's five ticks are whole deliveries per second.
+  const maxRate = 4 * Math.ceil(Math.max(1, ...buckets.map((b) => b.delivered + b.failed)) / 4);
   const maxLat = Math.max(1, ...buckets.map((b) => b.latency_p99_ms || 0));
   const x = (i) => pad.l + (i / n) * (W - pad.l - pad.r);
   const bw = (W - pad.l - pad.r) / n;
@@ -286,7 +287,7 @@ async function deliveries(root) {
     if (sub.value.trim()) q.set("subscription", sub.value.trim());
     const page = await api("GET", "/v1/deliveries?" + q);
     table.replaceChildren(h("tr", {}, ["last attempt", "tenant", "event", "root", "v", "outcome", "status", "attempts", "latency"].map((c) => h("th", {}, c))),
-      page.items.map((d) => h("tr", { class: "clickable" + (state.selected === d.webhook_id ? " selected" : ""), "data-webhook-id": d.webhook_id, onclick: () => showDelivery(d.webhook_id, detail) },
+      ...page.items.map((d) => h("tr", { class: "clickable" + (state.selected === d.webhook_id ? " selected" : ""), "data-webhook-id": d.webhook_id, onclick: () => showDelivery(d.webhook_id, detail) },
         h("td", {}, fmtTime(d.last_attempt_at)), h("td", {}, d.tenant), h("td", {}, d.event_type), h("td", {}, d.root_key), h("td", {}, d.version),
         h("td", {}, pill(d.outcome)), h("td", {}, d.status || "—"), h("td", {}, d.attempt_count), h("td", {}, d.last_latency_ms.toFixed(1) + " ms"))));
   }
@@ -321,7 +322,7 @@ async function deadLetters(root) {
   async function load() {
     const page = await api("GET", "/v1/dead-letters?limit=100");
     table.replaceChildren(h("tr", {}, ["dead at", "tenant", "event", "root", "v", "state", "last error", ""].map((c) => h("th", {}, c))),
-      page.items.map((d) => h("tr", { "data-id": d.id, "data-webhook-id": d.webhook_id },
+      ...page.items.map((d) => h("tr", { "data-id": d.id, "data-webhook-id": d.webhook_id },
         h("td", {}, fmtTime(d.dead_at)), h("td", {}, d.tenant), h("td", {}, d.event_type), h("td", {}, d.root_key), h("td", {}, d.version),
         h("td", { "data-test": "state" }, pill(d.state)), h("td", {}, d.last_error),
         h("td", {}, h("button", { class: "secondary", "data-action": "inspect", onclick: () => inspectDead(d.id, detail) }, "Inspect"), " ",
@@ -357,6 +358,7 @@ async function eventTypes(root) {
 window.addEventListener("hashchange", () => {
   const m = location.hash.match(/^#key=(.+)$/);
   if (m) { history.replaceState(null, "", "#/overview"); signIn(decodeURIComponent(m[1])); return; }
+  flash(""); // a message belongs to the view it was shown on
   route();
 });
 document.addEventListener("DOMContentLoaded", () => {

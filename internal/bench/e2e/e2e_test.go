@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/apachekafka"
 	"github.com/walhook/walhook/internal/demo"
 	"github.com/walhook/walhook/internal/kafkatest"
 	"github.com/walhook/walhook/internal/pgtest"
@@ -32,6 +33,7 @@ var (
 	flagIncidents     = flag.Int("e2e.incidents", 2000, "seeded incidents the writer updates at random")
 	flagHeartbeat     = flag.Duration("e2e.heartbeat", 10*time.Millisecond, "cdc.heartbeat_interval")
 	flagReadCommitted = flag.Bool("e2e.read-committed", false, "the sink's group client reads only committed snapshots")
+	flagKafka         = flag.String("e2e.kafka", "", "the broker: kfake (in process), apache (one Apache Kafka node; needs Java 17+ and Maven); default: WALHOOK_TEST_KAFKA, else kfake")
 	flagTap           = flag.Bool("e2e.tap", false, "also read the change and snapshot topics to split the latency by hop (costs CPU)")
 )
 
@@ -41,7 +43,7 @@ const tenant = "bench"
 // BenchmarkCommitToWebhook measures commit-to-receipt latency at a steady transaction rate (use
 // -benchtime=1x; b.N is ignored: the run is one fixed-duration experiment). See the package doc.
 func BenchmarkCommitToWebhook(b *testing.B) {
-	pg, kafka := pgtest.Start(b), kafkatest.Start(b)
+	pg, kafka := pgtest.Start(b), startKafka(b)
 	dbURL := pgtest.NewDatabase(b, pg)
 	ids := seed(b, dbURL, *flagIncidents)
 	cfg := benchConfig(b, dbURL, kafka)
@@ -282,5 +284,20 @@ func waitFirstDelivery(b *testing.B, st *stages, dbURL string, id int64, recv *r
 			b.Fatal(err)
 		}
 		st.sleep(b, 250*time.Millisecond)
+	}
+}
+
+// startKafka is the broker -e2e.kafka names; without it kafkatest.Start (WALHOOK_TEST_KAFKA).
+func startKafka(b *testing.B) *kafkatest.Env {
+	switch *flagKafka {
+	case "":
+		return kafkatest.Start(b)
+	case "kfake":
+		return kafkatest.Start(b, kafkatest.Embedded())
+	case "apache":
+		return kafkatest.EnvOf(b, kafkatest.StartApache(b, apachekafka.Options{}))
+	default:
+		b.Fatalf("-e2e.kafka %q: use kfake or apache", *flagKafka)
+		return nil
 	}
 }
