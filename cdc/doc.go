@@ -9,7 +9,7 @@
 // stage.go (New, Run: the order of start-up) → lock.go (one active reader) → setup.go
 // (wal_level, publication, replica identity, slot) → stream.go (the replication loop;
 // readbatch.go, how its connection reads in batches) →
-// txn.go (transaction assembly, record production) → route.go / index.go (keys and topics) →
+// txn.go (transaction assembly, record production; truncate.go, TRUNCATE) → route.go / index.go (keys and topics) →
 // spill.go (streamed transactions) → ack.go (the confirmed LSN).
 //
 // # Goroutines
@@ -38,8 +38,10 @@
 //
 // # Records
 //
-// Every record carries the headers walhook-kind (change, txn-end, watermark), walhook-table,
-// walhook-op and walhook-lsn (the commit LSN as X/X). See docs/architecture.md.
+// Every record carries the headers walhook-kind (change, txn-end, watermark, truncate,
+// truncate-end), walhook-table, walhook-op and walhook-lsn (the commit LSN as X/X). A TRUNCATE
+// goes to every partition of each topic of the truncated tables (truncate.go). See
+// docs/architecture.md and docs/cdc.md.
 //
 // It imports config, avro and internal/kafkaconn; it must not import pipeline, sinks or cmd.
 package cdc

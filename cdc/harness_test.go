@@ -161,7 +161,8 @@ type rec struct {
 	r      *kgo.Record
 	kind   string
 	change *avro.Change
-	end    *avro.TxnEnd
+	end    *avro.TxnEnd    // also the body of a truncate-end
+	mark   *avro.Watermark // a watermark's or a truncate's body
 }
 
 func header(r *kgo.Record, k string) string {
@@ -235,6 +236,18 @@ func (c *consumer) decode(r *kgo.Record) rec {
 			c.e.t.Fatalf("decode txn end: %v", err)
 		}
 		out.end = &te
+	case "truncate-end":
+		te, err := avro.DecodeTxnEnd(body)
+		if err != nil {
+			c.e.t.Fatalf("decode truncate end: %v", err)
+		}
+		out.end = &te
+	case "watermark", "truncate":
+		wm, err := avro.DecodeWatermark(body)
+		if err != nil {
+			c.e.t.Fatalf("decode %s: %v", out.kind, err)
+		}
+		out.mark = &wm
 	}
 	return out
 }

@@ -19,6 +19,7 @@ type metrics struct {
 	// records they were written as.
 	chunkedRecords prometheus.Counter
 	chunks         prometheus.Counter
+	truncates      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, slot string) (*metrics, error) {
@@ -72,6 +73,10 @@ func newMetrics(reg prometheus.Registerer, slot string) (*metrics, error) {
 		Name: "walhook_cdc_standby", ConstLabels: labels,
 		Help: "1 while this process waits for another walhook cdc to release the slot's lock.",
 	})).(prometheus.Gauge)
+	m.truncates = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "walhook_cdc_truncates_total", ConstLabels: labels,
+		Help: "TRUNCATEs of model tables written to Kafka, by table (bubble-up gives every root they changed a version).",
+	}, []string{"table"})).(*prometheus.CounterVec)
 	return m, errors.Join(errs...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -209,7 +210,7 @@ func (s *Stage) prepareKafka(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 	if err := kafkaconn.EnsureTopics(ctx, adm, kafkaconn.WithRecordLimits(k, specs)); err != nil {
 		return err
 	}
-	if err := s.referencePartitions(ctx, cl, st); err != nil {
+	if err := s.topicPartitionCounts(ctx, cl, st); err != nil {
 		return err
 	}
 	reg, err := s.defaultRegistry(cl)
@@ -359,24 +360,24 @@ func (ss *stateSaver) save(ctx context.Context, lsn pglogrepl.LSN, sync bool) {
 	})
 }
 
-// referencePartitions learns the partition count of each reference topic (watermarks go to
-// every partition). A topic just created may show no partitions in metadata for a moment.
+// topicPartitionCounts learns the partition count of each reference and change topic
+// (watermarks and truncations go to every partition). A topic just created may show no partitions in metadata for a moment.
 // It asks the broker (topicPartitions), not kadm's metadata cache, which would hold the
 // "no such topic" answer from before the topic was created for kgo's MetadataMinAge (5s).
-func (s *Stage) referencePartitions(ctx context.Context, cl *kgo.Client, st *streamer) error {
+func (s *Stage) topicPartitionCounts(ctx context.Context, cl *kgo.Client, st *streamer) error {
 	deadline := time.Now().Add(30 * time.Second)
-	for _, t := range st.refTopics {
+	for _, t := range slices.Concat(st.refTopics, st.changeTopics) {
 		for {
 			n, err := topicPartitions(ctx, cl, t)
 			if err != nil {
-				return fmt.Errorf("cdc: describe reference topic %s: %w", t, err)
+				return fmt.Errorf("cdc: describe topic %s: %w", t, err)
 			}
 			if n > 0 {
-				st.refParts[t] = n
+				st.topicParts[t] = n
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("cdc: reference topic %s shows no partitions in metadata; check the cluster", t)
+				return fmt.Errorf("cdc: topic %s shows no partitions in metadata; check the cluster", t)
 			}
 			select {
 			case <-ctx.Done():

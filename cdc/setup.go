@@ -45,9 +45,9 @@ func checkTables(ctx context.Context, conn *pgx.Conn, tables []string) error {
 // ensurePublication creates the publication for tables, or checks that the existing one
 // publishes every table and every kind of change.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, pub string, tables []string, log *zap.Logger) error {
-	var all, ins, upd, del bool
-	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete FROM pg_publication WHERE pubname = $1`, pub).
-		Scan(&all, &ins, &upd, &del)
+	var all, ins, upd, del, trunc bool
+	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`, pub).
+		Scan(&all, &ins, &upd, &del, &trunc)
 	if errors.Is(err, pgx.ErrNoRows) {
 		quoted := make([]string, len(tables))
 		for i, t := range tables {
@@ -63,8 +63,8 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, pub string, tables [
 	if err != nil {
 		return fmt.Errorf("cdc: look up publication %s: %w", pub, err)
 	}
-	if !ins || !upd || !del {
-		return fmt.Errorf("cdc: publication %s does not publish every insert, update and delete: run "+
+	if !ins || !upd || !del || !trunc {
+		return fmt.Errorf("cdc: publication %s does not publish every insert, update, delete and truncate: run "+
 			"`ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate');`", pub, ident(pub))
 	}
 	if all {

@@ -48,6 +48,11 @@ func TestSetupErrorsCarryTheFix(t *testing.T) {
 		wantErr(t, e.runErr(), `ALTER PUBLICATION "walhook" ADD TABLE "session"."instance"`)
 		e.exec(`ALTER PUBLICATION walhook ADD TABLE session.instance`)
 	})
+	t.Run("publication without truncate", func(t *testing.T) {
+		e.exec(`ALTER PUBLICATION walhook SET (publish = 'insert, update, delete')`)
+		wantErr(t, e.runErr(), `ALTER PUBLICATION "walhook" SET (publish = 'insert, update, delete, truncate');`)
+		e.exec(`ALTER PUBLICATION walhook SET (publish = 'insert, update, delete, truncate')`)
+	})
 	t.Run("slot of another plugin", func(t *testing.T) {
 		e.exec(`SELECT pg_create_logical_replication_slot('other', 'test_decoding')`)
 		e.cfg.Postgres.Slot = "other"

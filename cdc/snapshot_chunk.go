@@ -139,12 +139,13 @@ type chunkResult struct {
 
 // window is a chunk between its low and high watermarks, as the stream sees it.
 type window struct {
-	c       *chunk
-	parts   map[string]*tableMeta // the chunk's tables by name
-	touched map[string]struct{}   // table NUL primary key of the rows a streamed change touched
-	unknown bool                  // a change of a chunk table without its primary key was seen
-	pkIdx   map[*relation][]int
-	openSeq uint64 // commitLog sequence number of the first transaction decoded after the low watermark
+	c         *chunk
+	parts     map[string]*tableMeta // the chunk's tables by name
+	touched   map[string]struct{}   // table NUL primary key of the rows a streamed change touched
+	unknown   bool                  // a change of a chunk table without its primary key was seen
+	truncated bool                  // a TRUNCATE of a chunk table was seen: its rows may be gone
+	pkIdx     map[*relation][]int
+	openSeq   uint64 // commitLog sequence number of the first transaction decoded after the low watermark
 }
 
 // chunk reads one chunk: low watermark, SELECT of the unit's next rows and of the subordinate
@@ -349,6 +350,16 @@ func (sn *snapshotter) touchedRow(rel *relation, rc *rowChange) {
 	}
 }
 
+// touchedTable records a TRUNCATE of rel in every open window that reads its table: the
+// chunk's rows may have been read before it and are read again after it.
+func (sn *snapshotter) touchedTable(rel *relation) {
+	for _, w := range sn.wins {
+		if w.parts[rel.name] != nil {
+			w.truncated = true
+		}
+	}
+}
+
 // pkIndexes maps the chunk's primary-key columns to rel's column positions (nil if one is
 // missing, which makes every change of rel "unknown").
 func pkIndexes(rel *relation, m *tableMeta) []int {
@@ -414,6 +425,8 @@ func (sn *snapshotter) closeWindow(ctx context.Context, st *streamer, t *txn, id
 	switch {
 	case !ready:
 		res.retry, res.retryKind = "the chunk's rows were not handed over before its high watermark", "not_handed_over"
+	case w.truncated:
+		res.retry, res.retryKind = "a TRUNCATE of a table of the chunk committed inside its window", "truncated"
 	case w.unknown:
 		res.retry, res.retryKind = "a change without its primary key touched a table of the chunk (check its replica identity)", "no_key"
 	default:

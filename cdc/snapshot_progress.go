@@ -242,7 +242,7 @@ func newSnapMetrics(reg prometheus.Registerer, slot string) (*snapMetrics, error
 	})
 	rereads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "walhook_cdc_snapshot_chunk_rereads_total", ConstLabels: labels,
-		Help: "Snapshot chunks read again, by reason: stale_snapshot (the read snapshot missed a transaction committed before the low watermark), not_handed_over, no_key, columns_changed.",
+		Help: "Snapshot chunks read again, by reason: stale_snapshot (the read snapshot missed a transaction committed before the low watermark), not_handed_over, no_key, columns_changed, truncated (a TRUNCATE of a chunk table inside its window).",
 	}, []string{"reason"})
 	m := &snapMetrics{rows: rows, remaining: remaining, rereads: rereads}
 	var errs []error

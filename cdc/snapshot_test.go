@@ -111,13 +111,23 @@ func rowText(r *avro.Row, cols []string) string {
 	return s
 }
 
-// fold applies the change records in partition order: reads and changes by primary key.
+// fold applies the change records in partition order: reads and changes by primary key, and
+// a truncate record of a table drops that table's rows whose records are on its partition.
 func fold(rs []rec) map[string]map[string]string {
 	out := map[string]map[string]string{}
+	part := map[string]int32{} // table/id → the partition of its records
 	for t := range snapTables {
 		out[t] = map[string]string{}
 	}
 	for _, r := range rs {
+		if r.kind == "truncate" {
+			tbl := header(r.r, "walhook-table")
+			for id := range out[tbl] {
+				if part[tbl+"/"+id] == r.r.Partition {
+					delete(out[tbl], id)
+				}
+			}
+		}
 		if r.kind != "change" {
 			continue
 		}
@@ -128,6 +138,7 @@ func fold(rs []rec) map[string]map[string]string {
 			continue
 		}
 		m[val(c.After, "id")] = rowText(c.After, snapTables[c.Table])
+		part[c.Table+"/"+val(c.After, "id")] = r.r.Partition
 	}
 	return out
 }

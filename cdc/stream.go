@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,13 +43,17 @@ type streamer struct {
 
 	manual    context.Context
 	refTopics []string
-	refParts  map[string]int32
-	refTables map[string]string // reference topic → table
+	// topicParts is the partition count of every reference and change topic: watermarks and
+	// truncations go to every partition (run.go topicPartitionCounts).
+	topicParts   map[string]int32
+	changeTopics []string
+	refTables    map[string]string // reference topic → table
 
 	txnEndSchema, watermarkSchema *avro.Schema
 	markerPrefixes                map[markerKey][]byte
 	kindChange, kindTxnEnd        []byte
 	kindWatermark                 []byte
+	kindTruncate, kindTruncateEnd []byte
 	opHdr                         [avro.OpRead + 1][]byte
 
 	cur       *txn   // the open non-streamed transaction
@@ -78,12 +83,18 @@ type streamer struct {
 func newStreamer(s *Stage) (*streamer, error) {
 	st := &streamer{
 		s: s, maxRecord: kafkaconn.RecordLimit(s.cfg.Kafka), roles: map[string][]config.TableRole{}, rels: map[uint32]*relation{},
-		refParts: map[string]int32{}, refTables: map[string]string{}, markerPrefixes: map[markerKey][]byte{},
+		topicParts: map[string]int32{}, refTables: map[string]string{}, markerPrefixes: map[markerKey][]byte{},
 		kindChange: []byte("change"), kindTxnEnd: []byte("txn-end"), kindWatermark: []byte("watermark"),
+		kindTruncate: []byte("truncate"), kindTruncateEnd: []byte("truncate-end"),
 		manual: manualPartition{context.Background()},
 	}
 	for _, r := range s.cfg.Model.TableRoles() {
 		st.roles[r.Table] = append(st.roles[r.Table], r)
+		if r.Root != nil && r.Reference == nil {
+			if topic := s.cfg.Kafka.ChangeTopic(*r.Root); !slices.Contains(st.changeTopics, topic) {
+				st.changeTopics = append(st.changeTopics, topic)
+			}
+		}
 		if r.Reference != nil {
 			topic := s.cfg.Kafka.ReferenceTopic(r.Table)
 			if _, ok := st.refTables[topic]; !ok {
@@ -349,7 +360,7 @@ func (st *streamer) other(ctx context.Context, t *txn, msg []byte, inStream bool
 	case *pglogrepl.LogicalDecodingMessageV2:
 		return st.logicalMessage(ctx, t, &m.LogicalDecodingMessage)
 	case *pglogrepl.TruncateMessageV2:
-		st.warnTruncate(msg)
+		return st.truncate(ctx, t, &m.TruncateMessage)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
@@ -49,6 +48,9 @@ type txn struct {
 	last     int             // index in touched of the root touched last, -1 before the first
 	refs     map[string]bool // reference topics written
 	tables   uint64          // tableBit of every table whose rows it changed (commitLog)
+	// truncated lists the change topics a TRUNCATE of the transaction was written to, each
+	// with its root, in first-truncate order: commit ends the truncation on every partition.
+	truncated []truncatedTopic
 }
 
 type rootTouch struct {
@@ -281,6 +283,9 @@ func (st *streamer) commit(ctx context.Context, t *txn, end pglogrepl.LSN) error
 			}
 		}
 	}
+	if err := st.truncateEnds(ctx, t); err != nil {
+		return err
+	}
 	for topic := range t.refs {
 		if err := st.watermark(ctx, t.ack, topic, t.commitLSN, t.lsnHdr); err != nil {
 			return err
@@ -308,7 +313,7 @@ func (st *streamer) watermark(ctx context.Context, a *ackTxn, topic string, lsn 
 	body := avro.AppendWatermark(nil, avro.Watermark{CommitLSN: uint64(lsn), Time: time.Now().UTC()})
 	value := st.frame(prefix, body)
 	table := []byte(st.refTables[topic])
-	for p := int32(0); p < st.refParts[topic]; p++ {
+	for p := int32(0); p < st.topicParts[topic]; p++ {
 		st.produceAck(ctx, a, &kgo.Record{
 			Topic: topic, Key: []byte(watermarkKey), Value: value, Partition: p, Context: st.manual,
 			Headers: st.headers(st.kindWatermark, table, nil, lsnHdr, nil),
@@ -436,9 +441,4 @@ func (st *streamer) markerPrefix(ctx context.Context, topic string, s *avro.Sche
 type markerKey struct {
 	topic  string
 	schema *avro.Schema
-}
-
-func (st *streamer) warnTruncate(m []byte) {
-	st.s.log.Warn("TRUNCATE of a captured table is not captured as row changes; re-snapshot the tables it emptied (walhook cdc resnapshot)",
-		zap.Int("message_bytes", len(m)))
 }

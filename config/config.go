@@ -255,18 +255,40 @@ type Deliver struct {
 	// AutoDisableAfter disables a subscription whose deliveries have failed continuously (no
 	// success in between) for this long. Default 72h.
 	AutoDisableAfter time.Duration `yaml:"auto_disable_after"`
-	// EndpointConcurrency is the number of requests in flight per endpoint (scheme, host and
-	// port). Default 16.
+	// EndpointConcurrency is the most requests in flight per endpoint (scheme, host and port).
+	// The sink adapts the actual concurrency between 1 and this bound: it starts at a quarter,
+	// grows while the endpoint answers without errors and latency stays near its best, and cuts
+	// it by 30% on 429, 503, timeouts and connection errors. Default 64.
 	EndpointConcurrency int `yaml:"endpoint_concurrency"`
-	// EndpointRate is the request rate limit per endpoint, in requests per second. Default 100.
+	// EndpointRate is an optional fixed request rate limit per endpoint, in requests per second.
+	// Default 0: no rate limit, the adaptive concurrency follows the receiver's capacity.
 	EndpointRate float64 `yaml:"endpoint_rate"`
 	// EndpointBurst is the burst of the rate limit. Default: EndpointRate rounded up.
 	EndpointBurst int `yaml:"endpoint_burst"`
-	// EndpointQueue is how many deliveries may wait per endpoint; more are handed to the retry
-	// topics at once. Default 1000.
+	// EndpointQueue is how many deliveries may wait per endpoint before the partitions that feed
+	// it pause fetching (they resume below half). Deliveries are never refused or retried for a
+	// full queue: they wait. Default 1000.
 	EndpointQueue int `yaml:"endpoint_queue"`
+	// EndpointTenantShare is the fraction of an endpoint's concurrency one tenant may hold while
+	// other tenants' deliveries to the same endpoint wait; waiting tenants are served round-robin.
+	// A tenant alone on an endpoint may use all of it. Default 0.5.
+	EndpointTenantShare float64 `yaml:"endpoint_tenant_share"`
+	// EndpointIdleTimeout releases an endpoint's queue, limits and metric series after it had
+	// nothing pending for this long. Default 5m.
+	EndpointIdleTimeout time.Duration `yaml:"endpoint_idle_timeout"`
+	// SubscriptionSync is how long, at most, a snapshot newer than the sink's subscription index
+	// waits before the sink confirms the index is current up to PostgreSQL's WAL position (one
+	// round trip; subscription lifetime, see docs/operations.md). Default 10ms.
+	SubscriptionSync time.Duration `yaml:"subscription_sync"`
+	// SubscriptionLifetime is how a subscription's start and end are decided. "commit_lsn" (the
+	// default): it gets exactly the versions whose source transaction committed after it was
+	// enabled and not after it was disabled, by WAL position, however late the sink learns of
+	// the change; the hook tables must be in the source database's PostgreSQL cluster. "read":
+	// by the subscription's state when the sink reads the snapshot (hook tables elsewhere).
+	SubscriptionLifetime string `yaml:"subscription_lifetime"`
 	// CircuitFailures consecutive failed attempts open an endpoint's circuit: for CircuitCooldown
-	// new deliveries go to the retry topics without a request. Default 5.
+	// its deliveries are deferred to the retry topics without a request, and without using up
+	// one of their attempts. Default 5.
 	CircuitFailures int `yaml:"circuit_failures"`
 	// CircuitCooldown is how long an open circuit stays open. Default 30s.
 	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
@@ -276,7 +298,7 @@ type Deliver struct {
 	// Default 1048576 (1 MiB).
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
 	// MaxPending bounds the unfinished deliveries per consumed partition; fetching from it pauses
-	// above the bound. Default 10000.
+	// above the bound. It bounds the sink's memory in a burst (about 2 KiB per delivery). Default 4000.
 	MaxPending int `yaml:"max_pending"`
 	// AllowLoopback permits loopback targets, over plain HTTP too. Default false (true in walhook
 	// dev); never in production.

@@ -17,13 +17,15 @@ const (
 	DefaultDeliverJitter          = 0.2
 	DefaultDeliverMaxRetryAfter   = 24 * time.Hour
 	DefaultDeliverAutoDisable     = 72 * time.Hour
-	DefaultEndpointConcurrency    = 16
-	DefaultEndpointRate           = 100
+	DefaultEndpointConcurrency    = 64
 	DefaultEndpointQueue          = 1000
+	DefaultEndpointTenantShare    = 0.5
+	DefaultEndpointIdleTimeout    = 5 * time.Minute
+	DefaultSubscriptionSync       = 10 * time.Millisecond
 	DefaultCircuitFailures        = 5
 	DefaultCircuitCooldown        = 30 * time.Second
 	DefaultMaxPayloadBytes        = 1 << 20
-	DefaultDeliverMaxPending      = 10000
+	DefaultDeliverMaxPending      = 4000
 	DefaultDeliverReloadInterval  = 30 * time.Second
 	DefaultDeliverRotationGrace   = 24 * time.Hour
 	DefaultDeliverSessionTimeout  = 10 * time.Second
@@ -31,6 +33,12 @@ const (
 	maxRetryScheduleLen           = 100
 	minRetryTier                  = time.Second
 	defaultRetryScheduleTotalHint = "about 71h"
+)
+
+// The values of Deliver.SubscriptionLifetime.
+const (
+	LifetimeCommitLSN = "commit_lsn"
+	LifetimeRead      = "read"
 )
 
 // DefaultRetrySchedule is the default Deliver.RetrySchedule: 12 attempts over about 71 hours.
@@ -63,13 +71,16 @@ func (d *Deliver) SetDefaults() {
 	setDuration(&d.MaxRetryAfter, DefaultDeliverMaxRetryAfter)
 	setDuration(&d.AutoDisableAfter, DefaultDeliverAutoDisable)
 	setInt(&d.EndpointConcurrency, DefaultEndpointConcurrency)
-	if d.EndpointRate == 0 {
-		d.EndpointRate = DefaultEndpointRate
-	}
 	if d.EndpointBurst == 0 {
-		d.EndpointBurst = int(math.Ceil(d.EndpointRate))
+		d.EndpointBurst = max(1, int(math.Ceil(d.EndpointRate)))
 	}
 	setInt(&d.EndpointQueue, DefaultEndpointQueue)
+	if d.EndpointTenantShare == 0 {
+		d.EndpointTenantShare = DefaultEndpointTenantShare
+	}
+	setDuration(&d.EndpointIdleTimeout, DefaultEndpointIdleTimeout)
+	setDuration(&d.SubscriptionSync, DefaultSubscriptionSync)
+	setString(&d.SubscriptionLifetime, LifetimeCommitLSN)
 	setInt(&d.CircuitFailures, DefaultCircuitFailures)
 	setDuration(&d.CircuitCooldown, DefaultCircuitCooldown)
 	setInt(&d.MaxPayloadBytes, DefaultMaxPayloadBytes)
@@ -123,6 +134,8 @@ func (v *checker) deliver(d *Deliver) {
 		{"deliver.reload_interval", d.ReloadInterval, DefaultDeliverReloadInterval},
 		{"deliver.rotation_grace", d.RotationGrace, DefaultDeliverRotationGrace},
 		{"deliver.session_timeout", d.SessionTimeout, DefaultDeliverSessionTimeout},
+		{"deliver.endpoint_idle_timeout", d.EndpointIdleTimeout, DefaultEndpointIdleTimeout},
+		{"deliver.subscription_sync", d.SubscriptionSync, DefaultSubscriptionSync},
 	}
 	for _, p := range positive {
 		if p.val <= 0 {
@@ -151,7 +164,7 @@ func (v *checker) deliver(d *Deliver) {
 		def  int
 	}{
 		{"deliver.endpoint_concurrency", d.EndpointConcurrency, DefaultEndpointConcurrency},
-		{"deliver.endpoint_burst", d.EndpointBurst, DefaultEndpointRate},
+		{"deliver.endpoint_burst", d.EndpointBurst, 1},
 		{"deliver.endpoint_queue", d.EndpointQueue, DefaultEndpointQueue},
 		{"deliver.circuit_failures", d.CircuitFailures, DefaultCircuitFailures},
 		{"deliver.max_payload_bytes", d.MaxPayloadBytes, DefaultMaxPayloadBytes},
@@ -162,8 +175,14 @@ func (v *checker) deliver(d *Deliver) {
 			v.add(p.path, "%d; must be at least 1 (default %d)", p.val, p.def)
 		}
 	}
-	if d.EndpointRate <= 0 {
-		v.add("deliver.endpoint_rate", "%g; must be positive, in requests per second (default %d)", d.EndpointRate, DefaultEndpointRate)
+	if d.EndpointRate < 0 {
+		v.add("deliver.endpoint_rate", "%g; must be 0 (no rate limit, the default) or positive, in requests per second", d.EndpointRate)
+	}
+	if d.SubscriptionLifetime != LifetimeCommitLSN && d.SubscriptionLifetime != LifetimeRead {
+		v.add("deliver.subscription_lifetime", "%q; use commit_lsn (the default: hook tables in the source database's cluster) or read", d.SubscriptionLifetime)
+	}
+	if d.EndpointTenantShare <= 0 || d.EndpointTenantShare > 1 {
+		v.add("deliver.endpoint_tenant_share", "%g; must be in (0, 1] (default %g)", d.EndpointTenantShare, DefaultEndpointTenantShare)
 	}
 	for i, c := range d.AllowCIDRs {
 		if _, _, err := net.ParseCIDR(c); err != nil {

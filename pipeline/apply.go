@@ -29,9 +29,7 @@ func applyChange(rm *rootModel, key string, s *rootState, c *avro.Change, emitRe
 		// Initial snapshot rows build state without a transaction to end.
 		return true, applyRow(rm, t, key, s, c)
 	}
-	if s.Pending == nil || s.Pending.LSN != c.CommitLSN {
-		s.Pending = &pending{LSN: c.CommitLSN, WasSoftDeleted: s.softDeleted(rm.root), Existed: s.Root != nil && !s.Gone}
-	}
+	s.pend(rm, c.CommitLSN)
 	if t == rm.root {
 		switch c.Op {
 		case avro.OpCreate, avro.OpRead:
@@ -42,6 +40,13 @@ func applyChange(rm *rootModel, key string, s *rootState, c *avro.Change, emitRe
 		}
 	}
 	return true, applyRow(rm, t, key, s, c)
+}
+
+// pend opens the source transaction committed at lsn on the root, unless it is open already.
+func (s *rootState) pend(rm *rootModel, lsn uint64) {
+	if s.Pending == nil || s.Pending.LSN != lsn {
+		s.Pending = &pending{LSN: lsn, WasSoftDeleted: s.softDeleted(rm.root), Existed: s.Root != nil && !s.Gone}
+	}
 }
 
 func applyRow(rm *rootModel, t *tableModel, key string, s *rootState, c *avro.Change) error {

@@ -39,6 +39,11 @@ const (
 	// partition of the reference topic after the records of earlier transactions (doc.go
 	// "Truncation").
 	kindTruncate
+	// kindTruncateEnd: the end of a transaction that truncated a table of a root, on every
+	// partition of the root's change topic after the transaction's TxnEnds: a TxnEnd body of the
+	// root table with an empty root key, header walhook-kind: truncate-end (truncate.go). On a
+	// change topic a kindTruncate names the truncated table in its walhook-table header.
+	kindTruncateEnd
 )
 
 // input is one decoded record of a change or reference topic.
@@ -88,6 +93,9 @@ func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
 	case "truncate":
 		m, err := avro.DecodeWatermark(body)
 		return input{kind: kindTruncate, watermark: m}, err
+	case "truncate-end":
+		m, err := avro.DecodeTxnEnd(body)
+		return input{kind: kindTruncateEnd, txnEnd: m}, err
 	case "change", "":
 		cd := d.changes[schemaJSON]
 		if cd == nil {
@@ -102,6 +110,6 @@ func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
 		}
 		return input{kind: kindChange, change: c}, nil
 	default:
-		return input{}, fmt.Errorf("unknown %s header %q: this stage reads change, txn-end, watermark and truncate records", headerKind, kind)
+		return input{}, fmt.Errorf("unknown %s header %q: this stage reads change, txn-end, watermark, truncate and truncate-end records", headerKind, kind)
 	}
 }

@@ -138,8 +138,22 @@
 // walhook-lsn as on every record), key "walhook.truncate.<commit LSN>" (distinct, so compaction
 // keeps every one), value a walhook.Watermark body with the truncating transaction's commit LSN.
 // A lookup at L at or after it ignores every version below it (rows the truncating transaction
-// inserted after its TRUNCATE carry its LSN and stay); one before it still sees them. (The cdc
-// stage does not write it yet.)
+// inserted after its TRUNCATE carry its LSN and stay); one before it still sees them. Rows the
+// transaction wrote before the TRUNCATE carry that LSN too: the reader remembers the keys of the
+// transaction's changes on the partition (up to 65,536) and gives them a deleted version at the
+// truncation (refs.go). For a table that re-emits, the first truncate record of a truncation
+// gives every row alive below it a deleted version at its LSN (refstore.go truncateRows): each
+// is a logged change, so the roots pointing at them re-emit with null.
+//
+// A TRUNCATE of a root's table or of one of its subordinates (any depth) is the same record on
+// every partition of the root's change topic, at its place in the source transaction (its
+// walhook-table header names the truncated table), and after the transaction's TxnEnds a
+// walhook-kind: truncate-end record on every partition (a TxnEnd body of the root table with an
+// empty root key). The worker applies the truncate to every root of its partition it changes
+// (truncate.go): the root table's hard-deletes every root row, a subordinate table's drops that
+// table's rows of every root that had some; at the truncate-end every root the truncation left
+// pending gets its version, deleted or updated, like at a TxnEnd. Both scan the partition's state
+// range; the roots changed join the open Kafka transaction.
 //
 // # Re-emission on reference change
 //

@@ -109,7 +109,7 @@ func newFakeCDC(t testing.TB, env *kafkatest.Env, cfg *config.Config, reg avro.R
 	f.cl = kafkatest.Client(t, env, kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
 		keyed := byKey.ForTopic(topic)
 		return func(r *kgo.Record, n int) int {
-			if header(r, headerKind) == "watermark" {
+			if k := header(r, headerKind); k == "watermark" || k == "truncate" || k == "truncate-end" {
 				return int(r.Partition)
 			}
 			return keyed.Partition(r, n)

@@ -107,12 +107,11 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		if out, err = w.reemitBefore(ctx, rec, out, snaps); err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d: re-emit on reference change: %w", w.rm.cfg.Table, w.partition, rec.Offset, err)}
 		}
-		snap, err := w.apply(ctx, rec)
-		if err != nil {
+		n := len(out)
+		if out, err = w.apply(ctx, rec, out); err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d key %q: %w", w.rm.cfg.Table, w.partition, rec.Offset, rec.Key, err)}
 		}
-		if snap != nil {
-			out = append(out, snap)
+		for _, snap := range out[n:] {
 			snaps[header(snap, headerEventType)]++
 		}
 	}
@@ -133,32 +132,36 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 	return batchResult{out: out, snaps: snaps}
 }
 
-func (w *partWorker) apply(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
+// apply applies one record to the overlay and appends the snapshots it emits to out.
+func (w *partWorker) apply(ctx context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 	in, err := w.dec.decode(ctx, rec)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	key := string(rec.Key)
 	switch in.kind {
 	case kindChange:
 		st, err := w.state(key)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
 		if _, err := applyChange(w.rm, key, st, in.change, w.s.cfg.BubbleUp.EmitReads); err != nil {
-			return nil, err
+			return out, err
 		}
-		return nil, nil
 	case kindTxnEnd:
 		snap, err := w.finish(ctx, key, in.txnEnd, in.snapEnd)
 		if snap != nil {
 			w.emitted(ctx, rec, snap) // trace.go
+			out = append(out, snap)
 		}
-		return snap, err
+		return out, err
+	case kindTruncate:
+		return out, w.truncate(header(rec, headerTable), in.watermark.CommitLSN)
+	case kindTruncateEnd:
+		return w.finishTruncate(ctx, rec, in.txnEnd, out)
 	}
-	// Watermarks on a change topic carry nothing for bubble-up; neither does a truncation (a
-	// TRUNCATE of a root or subordinate table is not turned into row changes here).
-	return nil, nil
+	// Watermarks on a change topic carry nothing for bubble-up.
+	return out, nil
 }
 
 func (w *partWorker) finish(ctx context.Context, key string, end avro.TxnEnd, snapEnd bool) (*kgo.Record, error) {

@@ -30,7 +30,9 @@ import (
 // through the real cdc stage and the real bubble-up stage: sessions and incidents of several
 // tenants created, updated and deleted (soft and hard), sessions updated in transactions that touch
 // no incident and deleted while incidents still point at them, incidents repointed to another
-// session, timeline rows inserted, updated, soft- and hard-deleted, 1–4 operations per transaction,
+// session, timeline rows inserted, updated, soft- and hard-deleted, now and then the timeline
+// table truncated (every incident with timeline rows gets a version), rarely the incident table
+// truncated with CASCADE (every incident gets its deleted version), 1–4 operations per transaction,
 // often on several roots, sometimes an incident and its session together, and now and then a bulk
 // transaction on a second connection that PostgreSQL streams before its commit while ordinary
 // transactions commit in between. Twice the bubble-up member is stopped for a burst of
@@ -293,6 +295,7 @@ type nemesis struct {
 	staleSessions int                       // expected versions whose session is not that session's final state
 	diffPaths     map[string]int            // versions whose payload differs, by the path of the first difference
 	tx            pgx.Tx                    // the open transaction
+	inBulk        bool                      // a bulk transaction is open on bulkDB (bulkTxn)
 	marks         map[*nemIncident]*nemMark // roots it touched
 }
 
@@ -453,9 +456,11 @@ func (n *nemesis) bulkTxn() {
 	n.ops["timeline bulk insert"]++
 
 	n.active = remove(n.active, inc)
+	n.inBulk = true
 	for range 1 + n.rng.IntN(5) {
 		n.txn()
 	}
+	n.inBulk = false
 	n.active = append(n.active, inc)
 
 	objs := queryObjects(n.t, tx, incidentObjectsSQL+` WHERE i.id = $1`, inc.id)
@@ -478,6 +483,14 @@ func (n *nemesis) mark(inc *nemIncident) *nemMark {
 
 // op runs one random operation of the current transaction.
 func (n *nemesis) op() {
+	if !n.inBulk && n.rng.IntN(400) == 0 {
+		n.truncateTimeline()
+		return
+	}
+	if !n.inBulk && n.rng.IntN(3000) == 0 {
+		n.truncateIncidents()
+		return
+	}
 	r := n.rng.IntN(100)
 	if r < 10 || len(n.active) == 0 {
 		n.createIncident()
@@ -699,6 +712,42 @@ func (n *nemesis) hardDeleteIncident(inc *nemIncident) {
 	m.gone = true
 	n.active = remove(n.active, inc)
 	n.softDeleted = remove(n.softDeleted, inc)
+}
+
+// truncateTimeline empties the timeline table: every incident with timeline rows (soft-deleted
+// ones count) gets a version of this transaction. Never while a bulk transaction is open: its
+// rows lock the table against TRUNCATE on the connection the nemesis waits on.
+func (n *nemesis) truncateTimeline() {
+	n.exec(`TRUNCATE incident.timeline`)
+	n.ops["timeline truncate"]++
+	for _, inc := range n.incidents {
+		if len(inc.timeline) > 0 {
+			inc.timeline = nil
+			n.mark(inc)
+		}
+	}
+}
+
+// truncateIncidents empties the incident table and, by CASCADE, the timeline: every incident
+// still in the table gets a deleted version showing its last row with an empty timeline (one
+// inserted by this same transaction too).
+func (n *nemesis) truncateIncidents() {
+	var ids []int
+	for _, inc := range slices.Concat(n.active, n.softDeleted) {
+		ids = append(ids, inc.id)
+	}
+	before := queryObjects(n.t, n.tx, incidentObjectsSQL+` WHERE i.id = ANY($1)`, ids)
+	n.exec(`TRUNCATE incident.instance CASCADE`)
+	n.ops["incident truncate"]++
+	for _, inc := range slices.Concat(n.active, n.softDeleted) {
+		m := n.mark(inc)
+		m.goneObj = before[inc.id].obj
+		m.goneObj["timeline"] = []any{}
+		m.created, m.deleted, m.gone = false, false, true
+		inc.timeline = nil
+		inc.session.refs--
+	}
+	n.active, n.softDeleted = nil, nil
 }
 
 func remove(xs []*nemIncident, x *nemIncident) []*nemIncident {

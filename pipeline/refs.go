@@ -13,6 +13,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/walhook/walhook/avro"
 )
 
 // refTables is the local copy of every cross-service reference table: every version of every row
@@ -120,6 +122,9 @@ type refReader struct {
 	log    *zap.Logger
 	parts  map[topicPartition]*refPartRead
 	asm    *chunked.Assembler
+	// reemitTruncated is, per table that re-emits, the LSN of the truncation whose rows were
+	// given deleted versions last (truncate).
+	reemitTruncated map[string]uint64
 }
 
 // refPartRead is what the reader tracks of one reference topic partition to tell when compaction
@@ -134,7 +139,16 @@ type refReader struct {
 type refPartRead struct {
 	next  int64 // the offset expected next
 	armed int   // watermarks still to read after the last skip
+	// txnLSN and txnKeys are the commit LSN of the last change read and the row keys of the
+	// changes of that transaction read so far (at most refTxnKeys): a TRUNCATE of the
+	// transaction removes them, since its record comes after them on the partition.
+	txnLSN   uint64
+	txnKeys  []string
+	overflow bool // the transaction had more than refTxnKeys changes on the partition
 }
+
+// refTxnKeys bounds the row keys the reader remembers of one transaction per partition.
+const refTxnKeys = 65536
 
 // refBatchRecords bounds the changes of one Pebble batch of the reader.
 const refBatchRecords = 8192
@@ -217,9 +231,58 @@ func (r *refReader) apply(ctx context.Context, rb *refBatch, rec *kgo.Record) er
 		}
 		rb.mark(tbl.name, rec.Partition, in.watermark.CommitLSN)
 	case kindTruncate:
-		return rb.truncate(tbl, in.watermark.CommitLSN)
+		return r.truncate(rb, tbl, pr, rec, in.watermark)
 	case kindChange:
+		pr.noteChange(string(rec.Key), in.change.CommitLSN)
 		return rb.change(tbl, string(rec.Key), in.change, rec.Timestamp, pr.armed > 0)
 	}
+	return nil
+}
+
+// noteChange remembers the row key of a change of the transaction committed at lsn.
+func (pr *refPartRead) noteChange(key string, lsn uint64) {
+	if lsn != pr.txnLSN {
+		pr.txnLSN, pr.txnKeys, pr.overflow = lsn, pr.txnKeys[:0], false
+	}
+	if len(pr.txnKeys) < refTxnKeys {
+		pr.txnKeys = append(pr.txnKeys, key)
+	} else {
+		pr.overflow = true
+	}
+}
+
+// truncate applies a TRUNCATE of tbl: lookups at or after its LSN ignore the versions below it,
+// and the rows its transaction wrote before it on this partition (same LSN, so the truncation
+// alone would keep them) get a deleted version at that LSN, which a row the transaction writes
+// after the TRUNCATE replaces (the last image of a transaction wins).
+func (r *refReader) truncate(rb *refBatch, tbl *refTable, pr *refPartRead, rec *kgo.Record, wm avro.Watermark) error {
+	if err := rb.truncate(tbl, wm.CommitLSN); err != nil {
+		return err
+	}
+	if tbl.reemit && r.reemitTruncated[tbl.name] != wm.CommitLSN {
+		// Once per truncation, on its first partition: a row written after the TRUNCATE (its
+		// version at the same LSN) replaces the deleted version, read before or after.
+		if r.reemitTruncated == nil {
+			r.reemitTruncated = map[string]uint64{}
+		}
+		r.reemitTruncated[tbl.name] = wm.CommitLSN
+		if err := rb.truncateRows(tbl, wm.CommitLSN, wm.Time, rec.Timestamp); err != nil {
+			return fmt.Errorf("reference %s: TRUNCATE at %s: %w", tbl.name, lsnText(wm.CommitLSN), err)
+		}
+	}
+	if pr.txnLSN != wm.CommitLSN {
+		return nil
+	}
+	if pr.overflow {
+		r.log.Warn("TRUNCATE of a reference table after more than 65536 changes of its transaction on one partition: rows of the transaction written before the TRUNCATE beyond those may still show",
+			zap.String("table", tbl.name), zap.Int32("partition", rec.Partition), zap.String("lsn", lsnText(wm.CommitLSN)))
+	}
+	gone := &avro.Change{Op: avro.OpDelete, Table: tbl.name, CommitLSN: wm.CommitLSN, CommitTime: wm.Time}
+	for _, key := range pr.txnKeys {
+		if err := rb.change(tbl, key, gone, rec.Timestamp, pr.armed > 0); err != nil {
+			return err
+		}
+	}
+	pr.txnKeys = pr.txnKeys[:0]
 	return nil
 }

@@ -551,6 +551,56 @@ func (rb *refBatch) truncate(tbl *refTable, lsn uint64) error {
 	return rb.b.Set(truncateKey(tbl.index, lsn), nil, nil)
 }
 
+// truncateRows gives every row of tbl that is alive below lsn a deleted version at lsn, so that
+// a table that re-emits logs a change of each: the roots pointing at them re-emit with null.
+// It reads every version of the table once.
+func (rb *refBatch) truncateRows(tbl *refTable, lsn uint64, commitTime, at time.Time) error {
+	gone := &avro.Change{Op: avro.OpDelete, Table: tbl.name, CommitLSN: lsn, CommitTime: commitTime}
+	seen := map[string]bool{}
+	kill := func(key string) error {
+		seen[key] = true
+		prev, err := rb.newestOf(tbl, refKey{tbl.index, key})
+		if err != nil || prev == nil || prev.deleted() || prev.lsn >= lsn {
+			return err
+		}
+		return rb.change(tbl, key, gone, at, false)
+	}
+	prefix := binary.BigEndian.AppendUint16([]byte{'V'}, tbl.index)
+	it, err := rb.t.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	last := ""
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if len(k) < len(prefix)+9 {
+			continue
+		}
+		if key := string(k[len(prefix) : len(k)-9]); key != last {
+			last = key
+			if err := kill(key); err != nil {
+				_ = it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	var fresh []string // rows of this batch not committed yet
+	for k := range rb.newest {
+		if k.table == tbl.index && !seen[k.key] {
+			fresh = append(fresh, k.key)
+		}
+	}
+	for _, key := range fresh {
+		if err := kill(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // mark records a watermark, published after the batch's versions.
 func (rb *refBatch) mark(table string, partition int32, lsn uint64) {
 	rb.marks = append(rb.marks, refMark{table, partition, lsn})

@@ -162,7 +162,7 @@ func (e *env) produce(tenant, key string, version int64, verb avro.Verb) {
 	e.t.Helper()
 	et := "incident_instance_" + verb.String()
 	s := avro.Snapshot{RootType: "incident.instance", EventPrefix: "incident.instance", Key: key, Tenant: tenant, EventType: et,
-		Verb: verb, Version: version, CommitLSN: uint64(version), CommitTime: time.Now(),
+		Verb: verb, Version: version, CommitLSN: 0, CommitTime: time.Now(), // 0: matched by the subscriptions' state when read
 		Payload: fmt.Appendf(nil, `{"id": %s, "version": %d, "tenant_marker": %q}`, key, version, tenant)}
 	rec := &kgo.Record{Topic: e.cfg.Kafka.SnapshotTopic(e.cfg.Model.Roots[0]), Key: []byte(key),
 		Value: avro.AppendSnapshot(append([]byte(nil), e.prefix...), s)}

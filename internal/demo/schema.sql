@@ -251,3 +251,40 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- Webhook sink (sinks/webhook), subscription lifetime: a subscription receives the versions whose
+-- source transaction committed after it was enabled (created, or enabled again) and before it was
+-- disabled. enabled_lsn and disabled_lsn are the WAL positions of those changes, taken inside the
+-- transaction that makes them (so before its commit): the sink compares them with each snapshot's
+-- commit LSN, however late it learns of the change. See docs/operations.md.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'hook' AND table_name = 'subscription' AND column_name = 'enabled_lsn') THEN
+        ALTER TABLE hook.subscription ADD COLUMN enabled_lsn pg_lsn, ADD COLUMN disabled_lsn pg_lsn;
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION hook.subscription_lifetime() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR (NEW.is_enabled AND NOT OLD.is_enabled) THEN
+        NEW.enabled_lsn := pg_current_wal_lsn();
+        NEW.disabled_lsn := CASE WHEN NEW.is_enabled THEN NULL ELSE NEW.enabled_lsn END;
+    ELSIF OLD.is_enabled AND NOT NEW.is_enabled THEN
+        NEW.disabled_lsn := pg_current_wal_lsn();
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgname = 'subscription_lifetime' AND tgrelid = 'hook.subscription'::regclass) THEN
+        CREATE TRIGGER subscription_lifetime BEFORE INSERT OR UPDATE OF is_enabled ON hook.subscription
+            FOR EACH ROW EXECUTE FUNCTION hook.subscription_lifetime();
+    END IF;
+END;
+$$;

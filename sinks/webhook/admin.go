@@ -497,7 +497,7 @@ func (a *Admin) Enable(ctx context.Context, uuid string) (*Subscription, error) 
 
 const subscriptionColumns = `id, uuid::text, application_id, tenant_id, event_type, url, method, headers, format, ordered,
 	is_enabled, secret, coalesce(previous_secret, ''), coalesce(previous_secret_expires_at, 'epoch'),
-	coalesce(failing_since, 'epoch'), coalesce(disabled_reason, ''), created_at, oversize`
+	coalesce(failing_since, 'epoch'), coalesce(disabled_reason, ''), created_at, oversize, ` + lifetimeColumns
 
 // Unsubscribe disables a subscription (the row is kept).
 func (a *Admin) Unsubscribe(ctx context.Context, uuid string) error {

@@ -142,17 +142,26 @@ func (h *harness) setPath(sub *webhook.Subscription) *webhook.Subscription {
 	return &c
 }
 
-// snap is an incident_instance_updated snapshot of root key for tenant.
+// snap is an incident_instance_updated snapshot of root key for tenant. Its commit LSN is 0
+// (unknown: matched by the subscriptions' state when read) until produce gives it the current
+// WAL position.
 func snap(key, tenant string, version int64) avro.Snapshot {
 	return avro.Snapshot{RootType: "incident.instance", EventPrefix: "incident.instance", Key: key, Tenant: tenant,
-		EventType: "incident_instance_updated", Verb: avro.VerbUpdated, Version: version, CommitLSN: uint64(version),
+		EventType: "incident_instance_updated", Verb: avro.VerbUpdated, Version: version, CommitLSN: 0,
 		CommitTime: time.Now(), Payload: fmt.Appendf(nil, `{"id": %s, "version": %d, "status": "RESOLVED"}`, key, version)}
 }
 
+// produce writes snaps to the snapshot topic as bubble-up would. A synthetic commit LSN (below
+// any real one) is replaced by PostgreSQL's current WAL position: these snapshots stand for
+// transactions committed now, after every subscription created so far.
 func (h *harness) produce(snaps ...avro.Snapshot) {
 	h.t.Helper()
 	recs := make([]*kgo.Record, len(snaps))
+	now := h.walLSN()
 	for i, s := range snaps {
+		if s.CommitLSN < 1<<20 {
+			s.CommitLSN = now
+		}
 		recs[i] = &kgo.Record{Topic: h.cfg.Kafka.SnapshotTopic(h.root), Key: []byte(s.Key),
 			Value: avro.AppendSnapshot(append([]byte(nil), h.prefix...), s),
 			Headers: []kgo.RecordHeader{{Key: "walhook-event-type", Value: []byte(s.EventType)},
@@ -162,6 +171,21 @@ func (h *harness) produce(snaps ...avro.Snapshot) {
 	if err := h.prod.ProduceSync(h.t.Context(), recs...).FirstErr(); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// walLSN is the current WAL position of the harness's PostgreSQL.
+func (h *harness) walLSN() uint64 {
+	h.t.Helper()
+	conn, err := pgx.Connect(h.t.Context(), h.cfg.Postgres.URL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close(h.t.Context())
+	var lsn uint64
+	if err := conn.QueryRow(h.t.Context(), `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&lsn); err != nil {
+		h.t.Fatal(err)
+	}
+	return lsn
 }
 
 // run starts a sink until the returned stop is called (or the test ends).

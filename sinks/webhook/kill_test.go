@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -52,12 +53,22 @@ func runChild(cfgJSON string) int {
 		fmt.Fprintln(os.Stderr, "child sink:", err)
 		return 2
 	}
+	if path := os.Getenv(envChildCPUProfile); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
+	}
 	if err := s.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "child sink: run:", err)
 		return 1
 	}
 	return 0
 }
+
+// envChildCPUProfile makes a child sink write a CPU profile to this path (until SIGTERM):
+// WALHOOK_WEBHOOK_TEST_CHILD_CPUPROFILE=/tmp/sink.prof go test -bench Scale ...
+const envChildCPUProfile = "WALHOOK_WEBHOOK_TEST_CHILD_CPUPROFILE"
 
 // child is a sink in its own process, SIGKILLed by kill and by t.Cleanup.
 type child struct {
@@ -68,7 +79,7 @@ type child struct {
 
 // startChild runs a sink with cfg in a child process. Its output goes to a file whose tail is
 // logged when the test fails.
-func startChild(t *testing.T, cfg *config.Config, name string) *child {
+func startChild(t testing.TB, cfg *config.Config, name string) *child {
 	t.Helper()
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -112,7 +123,7 @@ func (c *child) kill() {
 }
 
 // running fails the test when the child exited by itself.
-func (c *child) running(t *testing.T) {
+func (c *child) running(t testing.TB) {
 	t.Helper()
 	select {
 	case <-c.exited:

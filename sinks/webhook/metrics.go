@@ -15,6 +15,7 @@ type metrics struct {
 	deadLetters prometheus.Counter
 	disabled    *prometheus.CounterVec // reason
 	thin        prometheus.Counter
+	deferred    *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
@@ -30,8 +31,10 @@ func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 			Help: "Attempts sent as a thin event because the payload was above deliver.max_payload_bytes (subscriptions with oversize thin)."}),
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_subscriptions_disabled_total",
 			Help: "Subscriptions this sink disabled, by reason (gone, auto)."}, []string{"reason"}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_deferred_total",
+			Help: "Deliveries put off without a request (and without using up an attempt), by reason (circuit_open, tenant_backlog)."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.thin, &endpointCollector{s: s})
+	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.thin, m.deferred, &endpointCollector{s: s})
 	return m
 }
 
@@ -63,6 +66,8 @@ var (
 		"Pending deliveries per endpoint that are retries.", []string{"endpoint"}, nil)
 	descOldest = prometheus.NewDesc("walhook_webhook_oldest_pending_seconds",
 		"Age of the oldest pending delivery per endpoint, from its first attempt.", []string{"endpoint"}, nil)
+	descConcurrency = prometheus.NewDesc("walhook_webhook_endpoint_concurrency",
+		"Adaptive request concurrency limit per endpoint.", []string{"endpoint"}, nil)
 	descDisabled = prometheus.NewDesc("walhook_webhook_disabled_subscriptions",
 		"Disabled subscriptions in the sink's index.", nil, nil)
 )
@@ -73,6 +78,7 @@ func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBacklog
 	ch <- descRetry
 	ch <- descOldest
+	ch <- descConcurrency
 	ch <- descDisabled
 }
 
@@ -83,6 +89,7 @@ func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(n), ep.key)
 		ch <- prometheus.MustNewConstMetric(descRetry, prometheus.GaugeValue, float64(retries), ep.key)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, oldest.Seconds(), ep.key)
+		ch <- prometheus.MustNewConstMetric(descConcurrency, prometheus.GaugeValue, float64(ep.concurrency()), ep.key)
 	}
 	_, disabled := c.s.idx.counts()
 	ch <- prometheus.MustNewConstMetric(descDisabled, prometheus.GaugeValue, float64(disabled))

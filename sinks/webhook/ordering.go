@@ -22,7 +22,7 @@ func (p *partition) startOrdered(t *task) {
 		return
 	}
 	p.chains[k] = &chain{}
-	p.s.dispatch(t)
+	p.dispatch(t)
 }
 
 func (p *partition) finishOrdered(t *task) {
@@ -37,5 +37,5 @@ func (p *partition) finishOrdered(t *task) {
 	}
 	next := c.waiting[0]
 	c.waiting = c.waiting[1:]
-	p.s.dispatch(next)
+	p.dispatch(next)
 }

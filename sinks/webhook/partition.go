@@ -34,11 +34,14 @@ type recState struct {
 }
 
 // event is sent to a partition: a task finished (retryAt zero), an ordered task must be
-// retried at retryAt, or a held task is due.
+// retried (or, deferred, tried for the first time at its current attempt) at retryAt, a held
+// task is due, or an endpoint whose full queue paused the partition is below half again.
 type event struct {
-	t       *task
-	retryAt time.Time
-	due     bool
+	t        *task
+	retryAt  time.Time
+	due      bool
+	deferred bool
+	unblock  *endpoint
 }
 
 type topicKind int
@@ -70,15 +73,18 @@ type partition struct {
 
 	// Owned by run.
 	recs    []*recState
+	backlog [][]*kgo.Record // fetched, not yet handled: the partition was full
 	pending int
 	paused  bool
 	chains  map[chainKey]*chain
 	held    map[*task]struct{}
+	blocked map[*endpoint]struct{} // endpoints whose full queue pauses this partition
 }
 
 func newPartition(s *Sink, topic string, id int32) *partition {
 	p := &partition{s: s, topic: topic, id: id, kind: s.topicKind(topic),
-		done: make(chan struct{}), wake: make(chan struct{}, 1), chains: map[chainKey]*chain{}, held: map[*task]struct{}{}}
+		done: make(chan struct{}), wake: make(chan struct{}, 1), chains: map[chainKey]*chain{}, held: map[*task]struct{}{},
+		blocked: map[*endpoint]struct{}{}}
 	p.committable.Store(-1)
 	return p
 }
@@ -125,20 +131,47 @@ func (p *partition) run(ctx context.Context) {
 			return
 		case <-p.wake:
 			in, evs := p.takeWork()
-			for _, recs := range in {
-				for _, r := range recs {
-					if ctx.Err() != nil {
-						return // revoked or stopping: the rest is the next owner's
-					}
-					p.handle(ctx, r)
-				}
-			}
+			p.backlog = append(p.backlog, in...)
 			for _, ev := range evs {
 				p.onEvent(ev)
+			}
+			if !p.handleBacklog(ctx) {
+				return // revoked or stopping: the rest is the next owner's
 			}
 		}
 		p.advance()
 	}
+}
+
+// full: the partition has as many unfinished deliveries as it may, or feeds an endpoint whose
+// queue is full; fetched records wait in the backlog meanwhile.
+func (p *partition) full() bool {
+	return p.pending >= p.s.cfg.Deliver.MaxPending || len(p.blocked) > 0
+}
+
+// handleBacklog turns fetched records into tasks until the partition is full. Records fetched
+// before the pause took effect (or while a snapshot waited for the subscription index) stay in
+// the backlog, as records, not as tasks: memory stays bounded by deliver.max_pending tasks plus
+// what one pause lets through. It reports false when ctx ended.
+func (p *partition) handleBacklog(ctx context.Context) bool {
+	for len(p.backlog) > 0 && !p.full() {
+		recs := p.backlog[0]
+		for len(recs) > 0 && !p.full() {
+			if ctx.Err() != nil {
+				return false
+			}
+			p.handle(ctx, recs[0])
+			recs[0] = nil
+			recs = recs[1:]
+		}
+		if len(recs) == 0 {
+			p.backlog[0] = nil
+			p.backlog = p.backlog[1:]
+		} else {
+			p.backlog[0] = recs
+		}
+	}
+	return ctx.Err() == nil
 }
 
 func (p *partition) cleanup() {
@@ -188,6 +221,10 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 				zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
 			return nil
 		}
+		p.s.awaitSubscriptions(ctx, &snap)
+		if ctx.Err() != nil {
+			return nil
+		}
 		return p.s.traced(r, p.s.match(p, &snap))
 	default:
 		j, err := decodeJobRecord(r)
@@ -213,7 +250,14 @@ func (p *partition) start(t *task) {
 		p.startOrdered(t)
 		return
 	}
-	p.s.dispatch(t)
+	p.dispatch(t)
+}
+
+// dispatch hands t to its endpoint and notes when the endpoint's queue is full.
+func (p *partition) dispatch(t *task) {
+	if p.s.dispatch(t) {
+		p.blocked[t.ep] = struct{}{}
+	}
 }
 
 func (p *partition) hold(t *task, wait time.Duration) {
@@ -224,16 +268,20 @@ func (p *partition) hold(t *task, wait time.Duration) {
 func (p *partition) onEvent(ev event) {
 	t := ev.t
 	switch {
+	case ev.unblock != nil:
+		delete(p.blocked, ev.unblock)
 	case ev.due:
 		delete(p.held, t)
 		t.timer = nil
 		if t.ordered {
-			p.s.dispatch(t) // an ordered retry: its chain is still busy with it
+			p.dispatch(t) // an ordered retry: its chain is still busy with it
 			return
 		}
 		p.start(t)
 	case !ev.retryAt.IsZero():
-		t.job.Attempt++
+		if !ev.deferred {
+			t.job.Attempt++
+		}
 		t.job.Due = ev.retryAt
 		p.hold(t, time.Until(ev.retryAt))
 	default:
@@ -258,10 +306,10 @@ func (p *partition) advance() {
 	}
 	limit := p.s.cfg.Deliver.MaxPending
 	switch {
-	case !p.paused && p.pending >= limit:
+	case !p.paused && (p.full() || len(p.backlog) > 0):
 		p.paused = true
 		p.s.cl.PauseFetchPartitions(map[string][]int32{p.topic: {p.id}})
-	case p.paused && p.pending < limit/2:
+	case p.paused && p.pending < limit/2 && len(p.blocked) == 0 && len(p.backlog) == 0:
 		p.paused = false
 		p.s.cl.ResumeFetchPartitions(map[string][]int32{p.topic: {p.id}})
 	}

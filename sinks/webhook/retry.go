@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,44 @@ import (
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"github.com/walhook/walhook/internal/redact"
 )
+
+// Reasons to defer a delivery without a request (and without using up an attempt).
+var (
+	errCircuitOpen   = errors.New("endpoint circuit open after consecutive failures (deliver.circuit_failures)")
+	errTenantBacklog = errors.New("the tenant's backlog fills the endpoint's queue (deliver.endpoint_queue) while other tenants wait")
+)
+
+// deferTask puts off t until until without a request: its attempt number is unchanged, nothing
+// is written to the attempt log and the subscription's health is untouched, since the receiver
+// was not asked. An ordered task is held in its chain by the partition; any other goes through a
+// retry topic, so that a dead endpoint holds neither memory nor a partition.
+func (s *Sink) deferTask(t *task, until time.Time, why error) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.m.deferred.WithLabelValues(deferReason(why)).Inc()
+	if t.ordered {
+		t.part.post(event{t: t, retryAt: until, deferred: true})
+		return
+	}
+	j := t.job
+	j.Due = until
+	j.Kind = "retry"
+	v, _ := json.Marshal(j)
+	rec := &kgo.Record{Topic: s.cfg.Kafka.WebhookRetryTopic(s.tierFor(time.Until(until))), Key: jobKey(j.Subscription, t.snap.Key),
+		Value: v, Headers: t.traceHeaders()}
+	s.produceThen([]*kgo.Record{rec}, func() { t.part.post(event{t: t}) })
+}
+
+func deferReason(err error) string {
+	switch {
+	case errors.Is(err, errCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, errTenantBacklog):
+		return "tenant_backlog"
+	}
+	return "other"
+}
 
 // backoff is the delay before attempt n+1 after attempt n failed: the schedule's entry with
 // jitter, or the endpoint's Retry-After (capped) when it asked for one.
@@ -181,13 +218,14 @@ func (s *Sink) produceThen(recs []*kgo.Record, done func()) {
 	}
 }
 
-// noteSuccess clears a subscription's failing_since.
+// noteSuccess clears a subscription's failing_since. Health is written only on transitions, by
+// the health writer (health.go), never on the delivery path.
 func (s *Sink) noteSuccess(sub *Subscription) {
 	if sub == nil || sub.FailingSince.IsZero() {
 		return
 	}
 	s.idx.update(sub.UUID, func(c *Subscription) { c.FailingSince = time.Time{} })
-	s.exec("clear failing_since", `UPDATE hook.subscription SET failing_since = NULL WHERE uuid = $1`, sub.UUID)
+	s.health.failing(sub.UUID, time.Time{})
 }
 
 // noteFailure records the start of a failing streak and disables the subscription when the
@@ -202,7 +240,7 @@ func (s *Sink) noteFailure(sub *Subscription, at time.Time) bool {
 	}
 	if cur.FailingSince.IsZero() {
 		s.idx.update(sub.UUID, func(c *Subscription) { c.FailingSince = at })
-		s.exec("set failing_since", `UPDATE hook.subscription SET failing_since = $2 WHERE uuid = $1 AND failing_since IS NULL`, sub.UUID, at)
+		s.health.failing(sub.UUID, at)
 		return false
 	}
 	if at.Sub(cur.FailingSince) < s.cfg.Deliver.AutoDisableAfter {
@@ -222,8 +260,7 @@ func (s *Sink) disable(sub *Subscription, reason string) {
 	s.m.disabled.WithLabelValues(disableLabel(reason)).Inc()
 	s.log.Warn("subscription disabled", zap.String("subscription", sub.UUID), zap.String("tenant", sub.Tenant),
 		zap.String("event_type", sub.EventType), zap.String("reason", reason))
-	s.exec("disable subscription", `UPDATE hook.subscription SET is_enabled = false, disabled_at = now(),
-		disabled_reason = $2, updated_at = now() WHERE uuid = $1 AND is_enabled`, sub.UUID, reason)
+	s.health.disable(sub.UUID, reason)
 }
 
 func disableLabel(reason string) string {
@@ -231,14 +268,4 @@ func disableLabel(reason string) string {
 		return "auto"
 	}
 	return "gone"
-}
-
-// exec runs a health or disable statement. Failures are logged: the in-memory index already
-// holds the change, and the next failure or reload tries again.
-func (s *Sink) exec(what, sql string, args ...any) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	if err := s.pool.Exec(ctx, sql, args...); err != nil && s.ctx.Err() == nil {
-		s.log.Warn("webhook: "+what+" in hook.subscription failed", zap.Error(err))
-	}
 }

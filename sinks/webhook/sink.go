@@ -42,6 +42,7 @@ type Sink struct {
 	tracer   trace.Tracer // nil: tracing disabled (trace.go)
 
 	idx    *index
+	health *healthWriter
 	guard  *guard
 	sender *sender
 	eps    *endpoints
@@ -72,7 +73,8 @@ type Sink struct {
 	asmMu sync.Mutex
 	asm   *chunked.Assembler
 	// produceMu keeps the chunks of one record together: every produceThen holds it.
-	produceMu sync.Mutex
+	produceMu  sync.Mutex
+	syncWarned atomic.Int64 // unix nanos of the last awaitSubscriptions warning
 }
 
 type tp struct {
@@ -215,9 +217,17 @@ func (s *Sink) Run(ctx context.Context) (err error) {
 	defer s.cl.Close()
 
 	var bg sync.WaitGroup
-	l := &listener{url: s.cfg.Postgres.URL, db: s.pool, idx: s.idx, interval: s.cfg.Deliver.ReloadInterval, log: s.log}
+	s.health = newHealthWriter(s.cfg.Postgres.URL, s.log)
+	hctx, hstop := context.WithCancel(context.WithoutCancel(ctx))
+	var hwg sync.WaitGroup
+	hwg.Go(func() { s.health.run(hctx) })
+	defer func() { hstop(); hwg.Wait() }() // after the workers: their last marks are written
+	l := &listener{url: s.cfg.Postgres.URL, db: s.pool, idx: s.idx, interval: s.cfg.Deliver.ReloadInterval,
+		sync: s.cfg.Deliver.SubscriptionSync, log: s.log}
 	bg.Go(func() { _ = l.run(ctx) })
 	bg.Go(func() { s.commitLoop(ctx) })
+	bg.Go(func() { s.eps.sweepLoop(ctx, s.cfg.Deliver.EndpointIdleTimeout) })
+	bg.Go(func() { s.forgetColdLoop(ctx) })
 	s.log.Info("webhook sink started", zap.Strings("topics", s.consumedTopics()), zap.String("group", s.cfg.WebhookGroup()),
 		zap.Int("subscriptions", len(subs)))
 
@@ -549,33 +559,83 @@ func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot
 	return avro.DecodeSnapshot(body)
 }
 
-// match builds a task per subscription of the snapshot's tenant and event type.
+// match builds a task per subscription of the snapshot's tenant and event type whose lifetime
+// covers the snapshot's commit (lifetimeCovers), and one per recently disabled subscription
+// that does not, so that the delivery is logged as "disabled target".
 func (s *Sink) match(p *partition, snap *avro.Snapshot) []*task {
-	subs := s.idx.match(snap.Tenant, snap.EventType)
-	if len(subs) == 0 {
+	enabled, disabled := s.idx.match(snap.Tenant, snap.EventType)
+	if len(enabled)+len(disabled) == 0 {
 		return nil
 	}
+	byLSN := s.cfg.Deliver.SubscriptionLifetime == config.LifetimeCommitLSN
 	now := s.now()
-	tasks := make([]*task, 0, len(subs))
-	for _, sub := range subs {
+	tasks := make([]*task, 0, len(enabled)+len(disabled))
+	add := func(sub *Subscription) {
 		tasks = append(tasks, &task{
 			job:  Job{Subscription: sub.UUID, Snapshot: toSnapJSON(snap), Attempt: 1, FirstAttempt: now, Kind: "snapshot"},
 			snap: *snap, ordered: sub.Ordered && sub.Enabled, part: p,
 		})
 	}
+	for _, sub := range enabled {
+		if !byLSN || snap.CommitLSN == 0 || snap.CommitLSN > sub.EnabledLSN {
+			add(sub)
+		}
+	}
+	for _, sub := range disabled {
+		if !byLSN || snap.CommitLSN == 0 || snap.CommitLSN > sub.EnabledLSN {
+			add(sub) // dispatch delivers it when its commit preceded the disable, else logs a disabled target
+		}
+	}
 	return tasks
 }
 
+// forgetColdLoop drops disabled subscriptions from memory coldRetention after they went cold.
+func (s *Sink) forgetColdLoop(ctx context.Context) {
+	t := time.NewTicker(coldRetention / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.idx.forgetCold(now, coldRetention)
+		}
+	}
+}
+
+// syncTimeout bounds how long a snapshot waits for the subscription index to catch up with its
+// commit (PostgreSQL unreachable, say); it is then matched against the index as it is.
+const syncTimeout = 10 * time.Second
+
+// awaitSubscriptions waits until the subscription index holds every change committed before
+// snap's commit (subscription lifetime by commit LSN), so that a subscription created just
+// before the snapshot's transaction committed is not missed however late its NOTIFY arrives.
+func (s *Sink) awaitSubscriptions(ctx context.Context, snap *avro.Snapshot) {
+	if s.cfg.Deliver.SubscriptionLifetime != config.LifetimeCommitLSN || snap.CommitLSN == 0 {
+		return
+	}
+	if s.idx.waitSynced(ctx, snap.CommitLSN, syncTimeout) || ctx.Err() != nil {
+		return
+	}
+	if last := s.syncWarned.Load(); time.Since(time.Unix(0, last)) > time.Minute && s.syncWarned.CompareAndSwap(last, time.Now().UnixNano()) {
+		s.log.Warn("webhook: snapshot matched before the subscription index caught up with its commit LSN; "+
+			"subscriptions changed around its commit may be matched by their current state. Either PostgreSQL (postgres.url) is "+
+			"unreachable, or the hook tables are not in the source database's cluster: then set deliver.subscription_lifetime: read",
+			zap.Uint64("commit_lsn", snap.CommitLSN), zap.String("root_key", snap.Key))
+	}
+}
+
 // dispatch hands a due task to its endpoint, or ends it when its subscription is disabled or
-// gone.
-func (s *Sink) dispatch(t *task) {
+// gone. It reports whether the endpoint's queue is full (see endpoints.submit).
+func (s *Sink) dispatch(t *task) (full bool) {
 	sub := s.idx.get(t.job.Subscription)
 	switch {
 	case sub == nil:
 		s.finishWithout(t, OutcomeUnknown, "subscription no longer exists")
-	case !sub.Enabled:
+	case stopsDelivery(sub, &t.snap, s.cfg.Deliver.SubscriptionLifetime == config.LifetimeCommitLSN):
 		s.finishWithout(t, OutcomeDisabledTarget, sub.DisabledReason)
 	default:
-		s.eps.submit(t, sub)
+		return s.eps.submit(t, sub)
 	}
+	return false
 }
