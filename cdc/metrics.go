@@ -15,7 +15,11 @@ type metrics struct {
 	produceLat   prometheus.Observer
 	spillBytes   *prometheus.GaugeVec
 	standby      prometheus.Gauge
-	truncates    *prometheus.CounterVec
+	// chunkedRecords and chunks count records above kafka.max_record_bytes and the chunk
+	// records they were written as.
+	chunkedRecords prometheus.Counter
+	chunks         prometheus.Counter
+	truncates      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, slot string) (*metrics, error) {
@@ -40,6 +44,14 @@ func newMetrics(reg prometheus.Registerer, slot string) (*metrics, error) {
 		Name: "walhook_cdc_confirmed_lsn", ConstLabels: labels,
 		Help: "The LSN confirmed to PostgreSQL (every change up to it is acknowledged by Kafka).",
 	})).(prometheus.Gauge)
+	m.chunkedRecords = register(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "walhook_cdc_chunked_records_total", ConstLabels: labels,
+		Help: "Records above kafka.max_record_bytes, written as chunk records.",
+	})).(prometheus.Counter)
+	m.chunks = register(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "walhook_cdc_chunks_total", ConstLabels: labels,
+		Help: "Chunk records written for records above kafka.max_record_bytes.",
+	})).(prometheus.Counter)
 	m.rows = register(prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "walhook_cdc_rows_total", ConstLabels: labels,
 		Help: "Row changes written to Kafka (rate() gives rows per second).",

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
@@ -22,7 +23,6 @@ import (
 // acknowledged; the stream waits (answering the server meanwhile) above it.
 const (
 	producerLinger   = 5 * time.Millisecond
-	producerBatchMax = 1 << 20
 	maxInflightBytes = 16 << 20
 )
 
@@ -85,11 +85,10 @@ func (s *Stage) newProducer(manual context.Context) (*kgo.Client, error) {
 	opts = append(opts,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(producerLinger),
-		kgo.ProducerBatchMaxBytes(producerBatchMax),
 		kgo.MaxBufferedRecords(1<<20),
 		kgo.RecordDeliveryTimeout(0),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
-		kgo.RecordPartitioner(partitioner{kgo.StickyKeyPartitioner(nil), manual}),
+		// A value above kafka.max_record_bytes goes as chunks (produceAck), placed by its key.
+		kgo.RecordPartitioner(chunked.Partitioner(partitioner{kgo.StickyKeyPartitioner(nil), manual})),
 		kgo.WithHooks(retryLogger{s.log}),
 	)
 	cl, err := kgo.NewClient(opts...)

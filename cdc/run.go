@@ -207,7 +207,7 @@ func (s *Stage) prepareKafka(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 	if s.registry == nil && s.cfg.SchemaRegistry.URL == "" {
 		specs = append(specs, kafkaconn.TopicSpec{Name: s.schemaTopic(), Partitions: 1, ReplicationFactor: k.ReplicationFactor, Configs: compact})
 	}
-	if err := kafkaconn.EnsureTopics(ctx, adm, specs); err != nil {
+	if err := kafkaconn.EnsureTopics(ctx, adm, kafkaconn.WithRecordLimits(k, specs)); err != nil {
 		return err
 	}
 	if err := s.topicPartitionCounts(ctx, cl, st); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
 // heartbeatPrefix is the pg_logical_emit_message prefix of heartbeats; other "walhook."
@@ -26,17 +27,19 @@ const heartbeatPrefix = "walhook.heartbeat"
 // streamer is the replication loop. One goroutine (Run's) owns it and everything in it but
 // the tracker, which kgo's promises update too.
 type streamer struct {
-	s     *Stage
-	repl  *pgconn.PgConn
-	cat   *catalog
-	cl    *kgo.Client
-	reg   avro.Registry
-	tr    *tracker
-	spill *spillBuffers
-	ix    *keyIndex
-	roles map[string][]config.TableRole
-	rels  map[uint32]*relation
-	dec   decoder
+	s *Stage
+	// maxRecord is kafka.max_record_bytes: larger records are produced as chunks.
+	maxRecord int
+	repl      *pgconn.PgConn
+	cat       *catalog
+	cl        *kgo.Client
+	reg       avro.Registry
+	tr        *tracker
+	spill     *spillBuffers
+	ix        *keyIndex
+	roles     map[string][]config.TableRole
+	rels      map[uint32]*relation
+	dec       decoder
 
 	manual    context.Context
 	refTopics []string
@@ -79,7 +82,7 @@ type streamer struct {
 
 func newStreamer(s *Stage) (*streamer, error) {
 	st := &streamer{
-		s: s, roles: map[string][]config.TableRole{}, rels: map[uint32]*relation{},
+		s: s, maxRecord: kafkaconn.RecordLimit(s.cfg.Kafka), roles: map[string][]config.TableRole{}, rels: map[uint32]*relation{},
 		topicParts: map[string]int32{}, refTables: map[string]string{}, markerPrefixes: map[markerKey][]byte{},
 		kindChange: []byte("change"), kindTxnEnd: []byte("txn-end"), kindWatermark: []byte("watermark"),
 		kindTruncate: []byte("truncate"), kindTruncateEnd: []byte("truncate-end"),

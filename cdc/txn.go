@@ -12,6 +12,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/tracing"
 )
 
@@ -370,8 +371,22 @@ func (st *streamer) produce(ctx context.Context, t *txn, r *kgo.Record) {
 }
 
 // produceAck produces r as part of a; a's promise (one per transaction) acknowledges it to
-// the tracker.
-func (st *streamer) produceAck(_ context.Context, a *ackTxn, r *kgo.Record) {
+// the tracker. A record above kafka.max_record_bytes goes as its chunks, one after the other
+// on its partition (the idempotent producer keeps their order), before anything produced
+// after it; the slot is confirmed past it only once every chunk is acknowledged.
+func (st *streamer) produceAck(ctx context.Context, a *ackTxn, r *kgo.Record) {
+	if chunks := chunked.Split(r, st.maxRecord); chunks != nil {
+		st.s.metrics.chunkedRecords.Inc()
+		st.s.metrics.chunks.Add(float64(len(chunks)))
+		for _, c := range chunks {
+			st.produceRecord(a, c)
+		}
+		return
+	}
+	st.produceRecord(a, r)
+}
+
+func (st *streamer) produceRecord(a *ackTxn, r *kgo.Record) {
 	st.tr.add(a, recordSize(r))
 	if st.tr.observe == nil {
 		// Set before the first record reaches kgo, whose goroutines read it.

@@ -65,8 +65,18 @@ type Kafka struct {
 	Partitions int32 `yaml:"partitions"`
 	// ReplicationFactor of topics walhook creates; -1 uses the broker default. Default -1.
 	ReplicationFactor int16 `yaml:"replication_factor"`
-	TLS               TLS   `yaml:"tls"`
-	SASL              SASL  `yaml:"sasl"`
+	// MaxRecordBytes is the largest record (key, value, headers and batch framing) walhook
+	// produces; a larger value is carried as chunk records its consumers reassemble. It must not
+	// exceed the max.message.bytes of walhook's topics: walhook sets it on the topics it creates
+	// and checks it on existing ones at start. Default 1048576 (1 MiB, below Kafka's default
+	// max.message.bytes of 1048588); at least 65536.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// Compression of the record batches walhook produces: "none", "gzip", "snappy", "lz4" or
+	// "zstd". The topics walhook creates get compression.type=producer, so the brokers keep the
+	// batches as the producers wrote them. Default "lz4".
+	Compression string `yaml:"compression"`
+	TLS         TLS    `yaml:"tls"`
+	SASL        SASL   `yaml:"sasl"`
 }
 
 // TLS for the Kafka connection.
@@ -293,8 +303,10 @@ type Deliver struct {
 	CircuitFailures int `yaml:"circuit_failures"`
 	// CircuitCooldown is how long an open circuit stays open. Default 30s.
 	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
-	// MaxPayloadBytes is the largest request body sent; larger deliveries are dead-lettered with a
-	// log line. Default 1048576 (1 MiB).
+	// MaxPayloadBytes is the largest request body sent (1 MiB is what common API gateways take);
+	// a larger delivery is, by its subscription's oversize setting, dead-lettered with the reason
+	// (dead_letter, the default) or sent as a thin event naming the root and version (thin).
+	// Default 1048576 (1 MiB).
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
 	// MaxPending bounds the unfinished deliveries per consumed partition; fetching from it pauses
 	// above the bound. It bounds the sink's memory in a burst (about 2 KiB per delivery). Default 4000.

@@ -10,6 +10,8 @@ const (
 	DefaultTopicPrefix       = "walhook."
 	DefaultGroupProtocol     = GroupProtocolClassic
 	DefaultPartitions        = 6
+	DefaultMaxRecordBytes    = 1 << 20
+	DefaultCompression       = "lz4"
 	DefaultReplicationFactor = -1
 	DefaultHTTPListen        = "127.0.0.1:9464"
 	DefaultLogLevel          = "info"
@@ -61,6 +63,10 @@ func (p *Postgres) defaults() {
 func (k *Kafka) defaults() {
 	setString(&k.ClientID, DefaultClientID)
 	setString(&k.TopicPrefix, DefaultTopicPrefix)
+	if k.MaxRecordBytes == 0 {
+		k.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	setString(&k.Compression, DefaultCompression)
 	setString(&k.GroupProtocol, DefaultGroupProtocol)
 	if k.Partitions == 0 {
 		k.Partitions = DefaultPartitions
@@ -128,3 +134,13 @@ func (r *Root) HasSoftDelete() bool {
 func (s *Subordinate) HasSoftDelete() bool {
 	return s.SoftDeleteColumn != "" && s.SoftDeleteColumn != NoColumn
 }
+
+// Bounds of kafka.max_record_bytes: below 64 KiB chunking would multiply records for ordinary
+// values; above 64 MiB a record approaches franz-go's and the brokers' request limits.
+const (
+	MinMaxRecordBytes = 64 << 10
+	MaxMaxRecordBytes = 64 << 20
+)
+
+// Compressions are the values kafka.compression accepts.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}

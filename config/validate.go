@@ -95,6 +95,13 @@ func (v *checker) kafka(k *Kafka) {
 	if k.InstanceID != "" && (len(k.InstanceID) > maxInstanceIDLen || !topicRE.MatchString(k.InstanceID)) {
 		v.add("kafka.instance_id", "%q is not a valid group instance id; use at most %d letters, digits, '.', '_' and '-', unique per process of a stage (e.g. the pod name), or leave it empty for dynamic membership", k.InstanceID, maxInstanceIDLen)
 	}
+	if k.MaxRecordBytes < MinMaxRecordBytes || k.MaxRecordBytes > MaxMaxRecordBytes {
+		v.add("kafka.max_record_bytes", "%d; use %d to %d bytes, at most the max.message.bytes of walhook's topics (default %d)",
+			k.MaxRecordBytes, MinMaxRecordBytes, MaxMaxRecordBytes, DefaultMaxRecordBytes)
+	}
+	if !slices.Contains(Compressions, k.Compression) {
+		v.add("kafka.compression", "%q is not supported; use one of %s (default %s)", k.Compression, strings.Join(Compressions, ", "), DefaultCompression)
+	}
 	if k.GroupProtocol != GroupProtocolClassic && k.GroupProtocol != GroupProtocolConsumer {
 		v.add("kafka.group_protocol", "%q; use %q (every broker) or %q (KIP-848, Apache Kafka 4.0+)", k.GroupProtocol, GroupProtocolClassic, GroupProtocolConsumer)
 	}

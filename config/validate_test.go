@@ -136,6 +136,9 @@ func TestConfigBrokenSettings(t *testing.T) {
 		{"log format", "log: {format: xml}\n", "log.format", "use json or console"},
 		{"slot name", "postgres: {url: postgres://x, slot: My-Slot}\n", "postgres.slot", "not a valid replication slot name"},
 		{"registry url", "schema_registry: {url: registry:8081}\n", "schema_registry.url", "not an http(s) URL"},
+		{"record limit too small", "kafka: {brokers: [k:1], max_record_bytes: 1000}\n", "kafka.max_record_bytes", "1000; use 65536 to 67108864 bytes, at most the max.message.bytes"},
+		{"record limit too large", "kafka: {brokers: [k:1], max_record_bytes: 1073741824}\n", "kafka.max_record_bytes", "use 65536 to 67108864"},
+		{"compression", "kafka: {brokers: [k:1], compression: brotli}\n", "kafka.compression", `"brotli" is not supported; use one of none, gzip, snappy, lz4, zstd`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"github.com/walhook/walhook/internal/chunked"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -75,6 +76,9 @@ func header(rec *kgo.Record, name string) string {
 }
 
 func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
+	if err := chunked.Err(rec); err != nil {
+		return input{}, fmt.Errorf("reassemble record: %w", err)
+	}
 	schemaJSON, body, err := d.reg.Resolve(ctx, rec.Value)
 	if err != nil {
 		return input{}, fmt.Errorf("resolve writer schema: %w", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"go.uber.org/zap"
@@ -38,6 +39,10 @@ func (s *Stage) loop(ctx context.Context) error {
 		return &kafkaconn.SessionError{Err: fmt.Errorf("pipeline: initialise transactional producer %s: %w", s.transactionalID, err)}
 	}
 	workers := map[topicPartition]*partWorker{}
+	// Chunk groups are reassembled here; a poll that leaves one unfinished is followed by more
+	// polls before the transaction, which commits every polled offset.
+	asm := chunked.NewAssembler(true)
+	asm.OnStray = s.strayChunk
 	defer func() {
 		sess.Close() // leaves the group (a static member stays); the revoke callback only queues
 		for _, w := range workers {
@@ -53,6 +58,8 @@ func (s *Stage) loop(ctx context.Context) error {
 		if n := fs.NumRecords(); n > 0 && !s.retry.Isolating() && time.Since(t0) < staleFetchPoll && t0.Sub(polled) >= staleFetchAge {
 			fs = append(fs, s.pollFresh(ctx, sess, s.cfg.BubbleUp.MaxPollRecords-n)...)
 		}
+		s.dropRevoked(workers, asm)
+		fs = s.completeChunks(ctx, sess, asm, workers, asm.Fetches(fs))
 		polled = time.Now()
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return nil
@@ -63,7 +70,7 @@ func (s *Stage) loop(ctx context.Context) error {
 			}
 			s.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 		})
-		s.dropRevoked(workers)
+		s.dropRevoked(workers, asm)
 		batches := map[topicPartition][]*kgo.Record{}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
@@ -89,6 +96,44 @@ func (s *Stage) loop(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// completeChunks polls until no chunk group is unfinished, appending what it gets to fs: the
+// transaction commits every offset polled, and one past a chunk of an unfinished group would
+// lose the group if this member stopped before finishing it. A group's chunks were written in
+// one transaction (or, by cdc, one after the other), so the rest arrives in the next fetches.
+func (s *Stage) completeChunks(ctx context.Context, sess *kgo.GroupTransactSession, asm *chunked.Assembler, workers map[topicPartition]*partWorker, fs kgo.Fetches) kgo.Fetches {
+	started := time.Now()
+	warned := false
+	for asm.Pending() && ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		more := sess.PollRecords(pctx, s.cfg.BubbleUp.MaxPollRecords)
+		cancel()
+		if more.IsClientClosed() {
+			return fs
+		}
+		s.dropRevoked(workers, asm)
+		if more.NumRecords() > 0 {
+			fs = append(fs, asm.Fetches(more)...)
+		}
+		// A group nothing finishes becomes a record that does not decode (chunked.ErrCorrupt).
+		if given := asm.Abandon(chunked.IdleTimeout); given != nil {
+			s.log.Warn("chunked record given up: no chunk of it arrived for a while", zap.Duration("idle", chunked.IdleTimeout))
+			fs = append(fs, given...)
+		}
+		if !warned && time.Since(started) > 10*time.Second {
+			warned = true
+			s.log.Warn("waiting for the rest of a chunked record (its producer may have stopped mid-record; cdc writes it again when it restarts)")
+		}
+	}
+	return fs
+}
+
+// strayChunk logs a chunk no group waited for (the rest of a record whose producer stopped
+// before finishing it, written again after its restart).
+func (s *Stage) strayChunk(topic string, partition int32, offset int64, reason string) {
+	s.metrics.strayChunks.Inc()
+	s.log.Warn("chunk dropped", zap.String("topic", topic), zap.Int32("partition", partition), zap.Int64("offset", offset), zap.String("reason", reason))
 }
 
 // A poll that returns within staleFetchPoll took a fetch that was already buffered: kgo keeps
@@ -142,7 +187,7 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.TransactionalID(s.transactionalID),
 		kgo.TransactionTimeout(s.cfg.BubbleUp.TransactionTimeout),
-		kgo.RecordPartitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)}),
+		kgo.RecordPartitioner(chunked.Partitioner(partitioner{changelog: s.changelog, byKey: kgo.StickyKeyPartitioner(nil)})),
 		kgo.OnPartitionsRevoked(onRevoked),
 		kgo.OnPartitionsLost(onRevoked),
 		kgo.OnPartitionsAssigned(s.reemitAssigned),
@@ -158,12 +203,13 @@ func (s *Stage) newSession() (*kgo.GroupTransactSession, error) {
 
 // dropRevoked stops the workers of partitions the group took away. A partition given back later
 // gets a new worker, which restores from the changelog: another member may have moved it on.
-func (s *Stage) dropRevoked(workers map[topicPartition]*partWorker) {
+func (s *Stage) dropRevoked(workers map[topicPartition]*partWorker, asm *chunked.Assembler) {
 	s.revokedMu.Lock()
 	revoked := s.revoked
 	s.revoked = nil
 	s.revokedMu.Unlock()
 	for _, tp := range revoked {
+		asm.Forget(tp.topic, tp.partition)
 		if w := workers[tp]; w != nil {
 			w.stop()
 			delete(workers, tp)
@@ -194,14 +240,24 @@ func (s *Stage) transact(ctx context.Context, sess *kgo.GroupTransactSession, wo
 	// requests overlap the other partitions' work.
 	var mu sync.Mutex
 	var produceErr error
+	promise := func(rec *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
+			mu.Unlock()
+		}
+	}
+	// A record above kafka.max_record_bytes goes as its chunks, in this transaction, one
+	// after the other (a partition's records come from one worker goroutine).
 	produce := func(rec *kgo.Record) {
-		sess.Produce(ctx, rec, func(rec *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				produceErr = errors.Join(produceErr, fmt.Errorf("produce to %s key %q: %w", rec.Topic, rec.Key, err))
-				mu.Unlock()
+		if chunks := chunked.Split(rec, s.maxRecord); chunks != nil {
+			s.metrics.chunkedRecords.Inc()
+			for _, c := range chunks {
+				sess.Produce(ctx, c, promise)
 			}
-		})
+			return
+		}
+		sess.Produce(ctx, rec, promise)
 	}
 	results := s.process(ctx, involved, batches, produce)
 	var procErr error

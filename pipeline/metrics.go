@@ -17,6 +17,10 @@ type metrics struct {
 	stateBytes     prometheus.GaugeFunc
 	lag            *prometheus.GaugeVec
 	orphans        prometheus.Counter
+	// chunkedRecords counts snapshots and changelog records above kafka.max_record_bytes written
+	// as chunks; strayChunks the chunks read that no group waited for.
+	chunkedRecords prometheus.Counter
+	strayChunks    prometheus.Counter
 	// sessionRestarts counts group sessions replaced after a failed Kafka transaction.
 	sessionRestarts prometheus.Counter
 	refInexact      *prometheus.CounterVec // by root (event prefix), reference field, reason
@@ -66,6 +70,14 @@ func newMetrics(reg prometheus.Registerer, diskUsage, refVersions func() float64
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "orphan_changes_total",
 			Help: "Source transactions of a root whose state is incomplete (no root row, or not read by the initial snapshot yet): state updated, no snapshot emitted.",
 		}),
+		chunkedRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "chunked_records_total",
+			Help: "Snapshots and changelog records above kafka.max_record_bytes, written as chunk records.",
+		}),
+		strayChunks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "walhook", Subsystem: "bubbleup", Name: "stray_chunks_total",
+			Help: "Chunk records dropped because no chunk group waited for them (the rest of a record its producer stopped writing; written again).",
+		}),
 		sessionRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "walhook", Subsystem: "bubbleup", Name: "session_restarts_total",
 			Help: "Group sessions replaced in process after a Kafka transaction failed (broker failover, fencing, timeout).",
@@ -87,7 +99,7 @@ func newMetrics(reg prometheus.Registerer, diskUsage, refVersions func() float64
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans,
+	for _, c := range []prometheus.Collector{m.snapshots, m.commitSeconds, m.aborts, m.restoreSeconds, m.restoredRoots, m.stateRoots, m.stateBytes, m.lag, m.orphans, m.chunkedRecords, m.strayChunks,
 		m.sessionRestarts, m.refInexact, m.refVersions, m.refPruned, m.poison} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/walhook/walhook/internal/chunked"
 	"math"
 	"sync/atomic"
 	"time"
@@ -338,8 +339,11 @@ func (s *Stage) recordLSNs(ctx context.Context, at map[string]map[int32]kgo.Offs
 			if seen[tp] {
 				return
 			}
-			seen[tp] = true
 			lsn, ok := parseLSN(header(r, headerLSN))
+			if !ok && chunked.IsChunk(r) {
+				return // the group's last chunk carries the headers of the record
+			}
+			seen[tp] = true
 			if !ok {
 				perr = fmt.Errorf("record %s[%d]@%d has no %s header", r.Topic, r.Partition, r.Offset, headerLSN)
 				return

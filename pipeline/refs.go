@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/walhook/walhook/internal/chunked"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -120,6 +121,7 @@ type refReader struct {
 	dec    *decoder
 	log    *zap.Logger
 	parts  map[topicPartition]*refPartRead
+	asm    *chunked.Assembler
 	// reemitTruncated is, per table that re-emits, the LSN of the truncation whose rows were
 	// given deleted versions last (truncate).
 	reemitTruncated map[string]uint64
@@ -172,6 +174,7 @@ func (r *refReader) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.asm.Fetches(fs) // reference rows above kafka.max_record_bytes arrive as chunk groups
 		fs.EachRecord(func(rec *kgo.Record) {
 			if err == nil {
 				err = r.apply(ctx, rb, rec)
@@ -207,7 +210,9 @@ func (r *refReader) part(tp topicPartition) *refPartRead {
 func (r *refReader) apply(ctx context.Context, rb *refBatch, rec *kgo.Record) error {
 	tbl := r.tables[rec.Topic]
 	pr := r.part(topicPartition{rec.Topic, rec.Partition})
-	if rec.Offset != pr.next {
+	// A reassembled row spans its chunks' offsets; a dropped stray chunk leaves a gap, which
+	// is flagged like one compaction left (conservatively).
+	if chunked.FirstOffset(rec) != pr.next {
 		r.log.Debug("reference topic offsets skipped (compaction): versions read until the second watermark are flagged",
 			zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("expected", pr.next), zap.Int64("offset", rec.Offset))
 		pr.armed = 2

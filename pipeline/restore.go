@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -141,6 +142,12 @@ func (w *partWorker) readChangelog(ctx context.Context, prefix []byte, end int64
 	b := w.s.db.NewBatch()
 	defer func() { b.Close() }()
 	var n int64
+	// A state above kafka.max_record_bytes is a chunk group. The topic is compacted: a key's
+	// chunks of an older state may be left (compaction removed their last chunk, or a later
+	// state had fewer chunks); they are dropped. A state whose chunks cannot be reassembled is
+	// an error only if no later record of its key replaced it.
+	asm := chunked.NewAssembler(false)
+	corrupt := map[string]error{}
 	for next := int64(0); next < end; {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -151,11 +158,22 @@ func (w *partWorker) readChangelog(ctx context.Context, prefix []byte, end int64
 		if ferr != nil { // a new session retries the restore (kafkaconn.RunSessions)
 			return 0, &kafkaconn.SessionError{Err: fmt.Errorf("root %s partition %d: read changelog %s: %w", w.rm.cfg.Table, w.partition, w.s.changelog, ferr)}
 		}
+		var recs []*kgo.Record
 		for _, rec := range fs.Records() {
-			next = rec.Offset + 1
-			if rec.Offset >= end || rec.Attrs.IsControl() || !bytes.HasPrefix(rec.Key, want) {
+			next = max(next, rec.Offset+1)
+			if rec.Offset < end && !rec.Attrs.IsControl() {
+				recs = append(recs, rec)
+			}
+		}
+		for _, rec := range asm.Records(w.s.changelog, w.partition, recs) {
+			if !bytes.HasPrefix(rec.Key, want) {
 				continue
 			}
+			if err := chunked.Err(rec); err != nil {
+				corrupt[string(rec.Key)] = err
+				continue
+			}
+			delete(corrupt, string(rec.Key))
 			k := append(append([]byte(nil), prefix...), rec.Key[len(want):]...)
 			if rec.Value == nil {
 				err = b.Delete(k, nil)
@@ -174,6 +192,10 @@ func (w *partWorker) readChangelog(ctx context.Context, prefix []byte, end int64
 			b.Close()
 			b = w.s.db.NewBatch()
 		}
+	}
+	for key, err := range corrupt {
+		return 0, fmt.Errorf("root %s partition %d: the state of key %q in changelog %s cannot be restored: %w",
+			w.rm.cfg.Table, w.partition, key, w.s.changelog, err)
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("root %s partition %d: write restored state: %w", w.rm.cfg.Table, w.partition, err)

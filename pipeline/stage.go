@@ -22,6 +22,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
@@ -41,6 +42,7 @@ type Stage struct {
 	transactionalID string // the same for every session of this process (kafkaconn.RunSessions)
 	changelog       string
 	connOpts        []kgo.Opt
+	maxRecord       int // kafka.max_record_bytes: larger records are produced as chunks
 	metrics         *metrics
 	reemit          *stageReemit // nil when no reference re-emits (reemit.go)
 	tracer          trace.Tracer // nil: tracing disabled (trace.go)
@@ -115,6 +117,7 @@ func New(cfg *config.Config, opts ...Option) (*Stage, error) {
 	if s.snapSchema, err = avro.ParseSchema(avro.SnapshotSchema()); err != nil {
 		return nil, fmt.Errorf("pipeline: snapshot schema: %w", err)
 	}
+	s.maxRecord = kafkaconn.RecordLimit(cfg.Kafka)
 	if s.connOpts, err = kafkaconn.Opts(cfg.Kafka); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
@@ -255,7 +258,7 @@ func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 			}
 		}
 	}
-	if err := createTopics(ctx, adm, specs); err != nil {
+	if err := createTopics(ctx, adm, kafkaconn.WithRecordLimits(k, specs)); err != nil {
 		return nil, err
 	}
 	if err := s.ensureReferenceHistory(ctx, adm, slices.Sorted(maps.Keys(refTopics))); err != nil {
@@ -276,9 +279,12 @@ func (s *Stage) ensureTopics(ctx context.Context) (map[string]int, error) {
 	if changelogParts == 0 { // just created: metadata may not list the partitions yet
 		changelogParts = k.Partitions
 	}
-	err = createTopics(ctx, adm, []kafkaconn.TopicSpec{{Name: s.changelog, Partitions: changelogParts, ReplicationFactor: k.ReplicationFactor, Configs: compact}})
+	err = createTopics(ctx, adm, kafkaconn.WithRecordLimits(k, []kafkaconn.TopicSpec{{Name: s.changelog, Partitions: changelogParts, ReplicationFactor: k.ReplicationFactor, Configs: compact}}))
 	if err != nil {
 		return nil, err
+	}
+	if err := kafkaconn.CheckRecordLimit(ctx, adm, k, append(names, s.changelog)...); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	cl, err := adm.ListTopics(ctx, s.changelog)
 	if err != nil {
@@ -354,7 +360,7 @@ func (s *Stage) newRefReader(refParts map[string]int) (*refReader, error) {
 	for topic, table := range tables {
 		byTopic[topic] = s.layout[table]
 	}
-	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{},
+	return &refReader{cl: cl, tables: byTopic, refs: s.refs, dec: newDecoder(s.reg), log: s.log.Named("refs"), parts: map[topicPartition]*refPartRead{}, asm: chunked.NewAssembler(false),
 		poison: s.refPoison}, nil
 }
 

@@ -58,11 +58,14 @@ func subscribeDemo(ctx context.Context, cfg *config.Config, recv *devreceiver.Re
 		path := "/" + devTenant + "/" + strings.ReplaceAll(event, ".", "/")
 		url := recv.URL() + path
 		sub := previous[strings.ReplaceAll(event, ".", "_")]
+		// A value above deliver.max_payload_bytes shows as a thin event in the terminal rather
+		// than a dead letter nobody looks at in a demo.
+		thin := webhook.OversizeThin
 		switch {
 		case sub == nil:
-			sub, err = adm.Subscribe(ctx, webhook.SubscribeRequest{AppID: app.ID, Tenant: devTenant, Event: event, URL: url})
+			sub, err = adm.Subscribe(ctx, webhook.SubscribeRequest{AppID: app.ID, Tenant: devTenant, Event: event, URL: url, Oversize: thin})
 		default:
-			if sub, err = adm.Update(ctx, sub.UUID, webhook.UpdateRequest{URL: &url}); err == nil && !sub.Enabled {
+			if sub, err = adm.Update(ctx, sub.UUID, webhook.UpdateRequest{URL: &url, Oversize: &thin}); err == nil && !sub.Enabled {
 				sub, err = adm.Enable(ctx, sub.UUID)
 			}
 		}

@@ -140,6 +140,12 @@ func startDev(t *testing.T, dir, model string, args ...string) *devStack {
 	}
 	go func() { d.exited <- d.cmd.Wait() }()
 	t.Cleanup(d.kill)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out := d.out.String()
+			t.Logf("walhook dev output (last 6000 bytes):\n%s", out[max(0, len(out)-6000):])
+		}
+	})
 	envFile := filepath.Join(dir, "dev.env")
 	started := time.Now()
 	d.waitOutput("walhook dev is ready", 90*time.Second)

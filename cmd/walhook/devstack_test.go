@@ -358,6 +358,19 @@ func TestDevStack(t *testing.T) {
 		}
 		execSQL(t, d2.env["WALHOOK_PG_URL"], `update incident.instance set severity = 'HIGH' where id = 134`)
 		d2.waitOutput("✓ webhook incident_instance_updated", 30*time.Second) // the moved subscription, verified with its kept secret
+
+		// The issue's repro: a 1 MiB description made cdc exit with MESSAGE_TOO_LARGE at every
+		// start. It is carried as chunks; the demo's subscriptions get a thin event (the payload
+		// is above deliver.max_payload_bytes), and the next incident is delivered as usual.
+		execSQL(t, d2.env["WALHOOK_PG_URL"], `insert into incident.instance (id, name, description, status, severity, start_time, session_instance_id, tenant_id)
+			values (135, 'big', repeat('x', 1048576), 'TRIGGERED', 'LOW', now(), 2523, 'acme')`)
+		d2.waitOutput(`"root_key": "135"`, 60*time.Second)
+		if out := d2.out.String(); !strings.Contains(out, `"payload_omitted": "size"`) {
+			t.Fatalf("no thin event for the 1 MiB incident:\n%s", out)
+		}
+		execSQL(t, d2.env["WALHOOK_PG_URL"], `insert into incident.instance (id, name, status, severity, start_time, session_instance_id, tenant_id)
+			values (136, 'small', 'TRIGGERED', 'LOW', now(), 2523, 'acme')`)
+		d2.waitOutput(`"id": 136`, 30*time.Second)
 		d2.stop()
 	})
 }

@@ -185,8 +185,8 @@ secret is printed only here and by rotate-secret: store it with the receiver.`,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "id: %d\nuuid: %s\nevent: %s\ntenant: %s\nurl: %s\nsecret: %s\n",
-			sub.ID, sub.UUID, sub.EventType, sub.Tenant, redact.URL(sub.URL), sub.Secret)
+		fmt.Fprintf(cmd.OutOrStdout(), "id: %d\nuuid: %s\nevent: %s\ntenant: %s\nurl: %s\nsecret: %s\noversize: %s\n",
+			sub.ID, sub.UUID, sub.EventType, sub.Tenant, redact.URL(sub.URL), sub.Secret, sub.Oversize)
 		return nil
 	})
 	fl := cmd.Flags()
@@ -198,6 +198,7 @@ secret is printed only here and by rotate-secret: store it with the receiver.`,
 	fl.StringArrayVar(&headers, "header", nil, "extra header 'Name: value' (repeatable)")
 	fl.StringVar(&r.Format, "format", "bare", "bare or envelope")
 	fl.BoolVar(&r.Ordered, "ordered", false, "deliver each root's versions in order")
+	fl.StringVar(&r.Oversize, "oversize", webhook.OversizeDeadLetter, oversizeUsage)
 	for _, n := range []string{"app", "tenant", "event", "url"} {
 		_ = cmd.MarkFlagRequired(n)
 	}
@@ -205,12 +206,12 @@ secret is printed only here and by rotate-secret: store it with the receiver.`,
 }
 
 func hooksUpdate() *cobra.Command {
-	var uuid, url, method, format string
+	var uuid, url, method, format, oversize string
 	var headers []string
 	var noHeaders, ordered bool
 	cmd := hooksCommand(&cobra.Command{
-		Use:   "update --uuid U [--url URL] [--method M] [--header 'N: v']... [--no-headers] [--format F] [--ordered=BOOL]",
-		Short: "Change a subscription's endpoint, method, headers, format or ordering",
+		Use:   "update --uuid U [--url URL] [--method M] [--header 'N: v']... [--no-headers] [--format F] [--ordered=BOOL] [--oversize thin|dead_letter]",
+		Short: "Change a subscription's endpoint, method, headers, format, ordering or oversize handling",
 		Long: `update changes what is given and keeps the rest; --header replaces all headers, --no-headers removes them.
 A new URL is checked as subscribe checks it. The tenant and the event cannot change: subscribe again
 (a new uuid and secret) and unsubscribe the old one.`,
@@ -234,6 +235,9 @@ A new URL is checked as subscribe checks it. The tenant and the event cannot cha
 		if fl.Changed("ordered") {
 			r.Ordered = &ordered
 		}
+		if fl.Changed("oversize") {
+			r.Oversize = &oversize
+		}
 		switch {
 		case noHeaders && len(headers) > 0:
 			return errors.New("--no-headers and --header together: --header replaces all headers already")
@@ -250,8 +254,8 @@ A new URL is checked as subscribe checks it. The tenant and the event cannot cha
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "updated %s: %s %s, format %s, ordered %t, %d headers\n", sub.UUID, sub.Method,
-			redact.URL(sub.URL), sub.Format, sub.Ordered, len(sub.Headers))
+		fmt.Fprintf(cmd.OutOrStdout(), "updated %s: %s %s, format %s, ordered %t, %d headers, oversize %s\n", sub.UUID, sub.Method,
+			redact.URL(sub.URL), sub.Format, sub.Ordered, len(sub.Headers), sub.Oversize)
 		return nil
 	})
 	fl := cmd.Flags()
@@ -262,9 +266,13 @@ A new URL is checked as subscribe checks it. The tenant and the event cannot cha
 	fl.BoolVar(&noHeaders, "no-headers", false, "remove every extra header")
 	fl.StringVar(&format, "format", "", "bare or envelope")
 	fl.BoolVar(&ordered, "ordered", false, "deliver each root's versions in order")
+	fl.StringVar(&oversize, "oversize", "", oversizeUsage)
 	_ = cmd.MarkFlagRequired("uuid")
 	return cmd
 }
+
+const oversizeUsage = "a delivery above deliver.max_payload_bytes: thin (send a thin event naming the root and version, " +
+	`with "payload_omitted": "size") or dead_letter (dead-letter it with the reason)`
 
 func hooksUnsubscribe() *cobra.Command {
 	var uuid string

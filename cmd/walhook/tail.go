@@ -20,6 +20,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -116,6 +117,7 @@ func runTail(ctx context.Context, out, errOut io.Writer, f tailFlags) error {
 		}
 	}
 	n := 0
+	asm := chunked.NewAssembler(false)
 	for f.max == 0 || n < f.max {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -132,6 +134,13 @@ func runTail(ctx context.Context, out, errOut io.Writer, f tailFlags) error {
 				if end, ok := pending[rec.Partition]; ok && rec.Offset+1 >= end {
 					delete(pending, rec.Partition)
 				}
+			}
+			lastRaw := int64(-1)
+			if len(p.Records) > 0 {
+				lastRaw = p.Records[len(p.Records)-1].Offset
+			}
+			// Records above kafka.max_record_bytes are chunk groups: one line per whole record.
+			for _, rec := range asm.Records(p.Topic, p.Partition, p.Records) {
 				if rec.Attrs.IsControl() || done {
 					continue
 				}
@@ -143,8 +152,8 @@ func runTail(ctx context.Context, out, errOut io.Writer, f tailFlags) error {
 					done = true
 				}
 			}
-			if end, ok := pending[p.Partition]; ok && len(p.Records) > 0 && p.LastStableOffset >= 0 && p.LastStableOffset < end &&
-				p.Records[len(p.Records)-1].Offset+1 >= p.LastStableOffset {
+			if end, ok := pending[p.Partition]; ok && lastRaw >= 0 && p.LastStableOffset >= 0 && p.LastStableOffset < end &&
+				lastRaw+1 >= p.LastStableOffset {
 				delete(pending, p.Partition)
 			}
 		})
@@ -271,6 +280,10 @@ func (d *tailDecoder) line(ctx context.Context, rec *kgo.Record) tailLine {
 		for _, h := range rec.Headers {
 			l.Headers[h.Key] = string(h.Value)
 		}
+	}
+	if err := chunked.Err(rec); err != nil {
+		l.Encoding, l.Value, l.Error = "chunk", base64.StdEncoding.EncodeToString(rec.Value), err.Error()
+		return l
 	}
 	v := rec.Value
 	var reg avro.Registry

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"github.com/walhook/walhook/sinks/webhook"
 )
@@ -76,8 +77,9 @@ func (l *deliveryLog) run(ctx context.Context, cfg config.Kafka, log *zap.Logger
 		return err
 	}
 	defer cl.Close()
+	asm := chunked.NewAssembler(false) // dead letters above kafka.max_record_bytes are chunk groups
 	for {
-		fs := cl.PollFetches(ctx)
+		fs := asm.Fetches(cl.PollFetches(ctx))
 		if ctx.Err() != nil {
 			return nil
 		}

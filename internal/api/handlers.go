@@ -413,6 +413,7 @@ type subscriptionView struct {
 	Headers        map[string]string `json:"headers"`
 	Format         string            `json:"format"`
 	Ordered        bool              `json:"ordered"`
+	Oversize       string            `json:"oversize"`
 	Enabled        bool              `json:"enabled"`
 	DisabledReason string            `json:"disabled_reason"`
 	FailingSince   *time.Time        `json:"failing_since"`
@@ -424,7 +425,7 @@ type subscriptionView struct {
 func (s *Server) subOf(sub *webhook.Subscription) subscriptionView {
 	v := subscriptionView{ID: sub.ID, UUID: sub.UUID, ApplicationID: sub.AppID, Tenant: sub.Tenant, EventType: sub.EventType,
 		Event: s.dotted(sub.EventType), URL: sub.URL, Method: sub.Method, Headers: sub.Headers, Format: sub.Format, Ordered: sub.Ordered,
-		Enabled: sub.Enabled, DisabledReason: sub.DisabledReason, CreatedAt: sub.CreatedAt.UTC()}
+		Oversize: sub.Oversize, Enabled: sub.Enabled, DisabledReason: sub.DisabledReason, CreatedAt: sub.CreatedAt.UTC()}
 	if v.Headers == nil {
 		v.Headers = map[string]string{}
 	}
@@ -503,6 +504,7 @@ type createSubRequest struct {
 	Headers     map[string]string `json:"headers"`
 	Format      string            `json:"format"`
 	Ordered     bool              `json:"ordered"`
+	Oversize    string            `json:"oversize"`
 }
 
 func (s *Server) createSub(w http.ResponseWriter, r *http.Request, p Principal) *Problem {
@@ -526,7 +528,7 @@ func (s *Server) createSub(w http.ResponseWriter, r *http.Request, p Principal) 
 		return adminProblem(err)
 	}
 	sub, err := s.admin.Subscribe(r.Context(), webhook.SubscribeRequest{AppID: app.ID, Tenant: req.Tenant, Event: req.Event, URL: req.URL,
-		Method: req.Method, Headers: req.Headers, Format: req.Format, Ordered: req.Ordered})
+		Method: req.Method, Headers: req.Headers, Format: req.Format, Ordered: req.Ordered, Oversize: req.Oversize})
 	if err != nil {
 		return adminProblem(err)
 	}
@@ -562,11 +564,12 @@ func (s *Server) getSub(w http.ResponseWriter, r *http.Request, p Principal) *Pr
 }
 
 type updateSubRequest struct {
-	URL     *string            `json:"url"`
-	Method  *string            `json:"method"`
-	Headers *map[string]string `json:"headers"`
-	Format  *string            `json:"format"`
-	Ordered *bool              `json:"ordered"`
+	URL      *string            `json:"url"`
+	Method   *string            `json:"method"`
+	Headers  *map[string]string `json:"headers"`
+	Format   *string            `json:"format"`
+	Ordered  *bool              `json:"ordered"`
+	Oversize *string            `json:"oversize"`
 }
 
 func (s *Server) updateSub(w http.ResponseWriter, r *http.Request, p Principal) *Problem {
@@ -578,15 +581,15 @@ func (s *Server) updateSub(w http.ResponseWriter, r *http.Request, p Principal) 
 	if prob != nil {
 		return prob
 	}
-	u := webhook.UpdateRequest{URL: req.URL, Method: req.Method, Format: req.Format, Ordered: req.Ordered}
+	u := webhook.UpdateRequest{URL: req.URL, Method: req.Method, Format: req.Format, Ordered: req.Ordered, Oversize: req.Oversize}
 	if req.Headers != nil {
 		u.Headers = *req.Headers
 		if u.Headers == nil {
 			u.Headers = map[string]string{}
 		}
 	}
-	if u.URL == nil && u.Method == nil && u.Headers == nil && u.Format == nil && u.Ordered == nil {
-		return invalidField("url", "nothing to change; send at least one of url, method, headers, format, ordered")
+	if u.URL == nil && u.Method == nil && u.Headers == nil && u.Format == nil && u.Ordered == nil && u.Oversize == nil {
+		return invalidField("url", "nothing to change; send at least one of url, method, headers, format, ordered, oversize")
 	}
 	updated, err := s.admin.Update(r.Context(), sub.UUID, u)
 	if err != nil {

@@ -192,6 +192,19 @@ BEGIN
 END;
 $$;
 
+-- Webhook sink: oversize is what a delivery above deliver.max_payload_bytes becomes: dead_letter
+-- (dead-lettered with the reason) or thin (a small event naming the root and version, with
+-- "payload_omitted": "size"; docs/operations.md "Large values").
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'hook' AND table_name = 'subscription' AND column_name = 'oversize') THEN
+        ALTER TABLE hook.subscription ADD COLUMN oversize text NOT NULL DEFAULT 'dead_letter'
+            CONSTRAINT subscription_oversize_check CHECK (oversize IN ('dead_letter', 'thin'));
+    END IF;
+END;
+$$;
+
 -- The HTTP API (internal/api): an application a tenant registered with its tenant token belongs to
 -- that tenant (tenant_id); NULL is the operator's. API keys are stored as the SHA-256 of the key
 -- (the key itself is shown once, at creation); tenant_id NULL is an operator key, else a token that

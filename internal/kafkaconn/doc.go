@@ -3,5 +3,9 @@
 // stage needs. Every stage that talks to Kafka goes through
 // it, so connection settings mean the same thing everywhere.
 //
-// It imports config and franz-go only; it must not import any stage package.
+// Every client it configures produces with kafka.compression and kafka.max_record_bytes and
+// places chunk records (internal/chunked) by their original key; topics it creates get
+// max.message.bytes and existing ones are checked against it (records.go).
+//
+// It imports config, internal/chunked and franz-go only; it must not import any stage package.
 package kafkaconn

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 )
 
 // Opts builds the connection options of a franz-go client for cfg: seed brokers, client id,
@@ -25,7 +26,12 @@ func Opts(cfg config.Kafka) ([]kgo.Opt, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka: no brokers configured: set kafka.brokers or WALHOOK_BROKERS (host:port,...)")
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
+	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...),
+		// Every producer shares kafka.compression and kafka.max_record_bytes; a record above
+		// the limit is produced as chunks (package chunked), placed by its original key. A
+		// stage with a partitioner of its own wraps it in chunked.Partitioner too.
+		kgo.RecordPartitioner(chunked.Partitioner(kgo.StickyKeyPartitioner(nil)))}
+	opts = append(opts, ProducerOpts(cfg)...)
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 )
 
 // ReadTopic calls fn for every record of topic from its start up to its end offsets at the time
@@ -51,6 +52,7 @@ func ReadTopic(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo
 		return err
 	}
 	defer cl.Close()
+	asm := chunked.NewAssembler(false) // records above kafka.max_record_bytes are chunk groups
 	for len(left) > 0 {
 		// A transactional partition ends with a commit marker, which the client never hands out,
 		// so "the record at end-1 was seen" may never happen: a poll that finds nothing within a
@@ -67,17 +69,23 @@ func ReadTopic(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo
 		if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("kafkaconn: read %s: %w", topic, err)
 		}
+		var finished []int32
 		for _, r := range fs.Records() {
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				finished = append(finished, r.Partition)
+			}
+		}
+		for _, r := range asm.Fetches(fs).Records() {
 			end, ok := left[r.Partition]
-			if !ok || r.Offset >= end {
-				continue
+			if !ok || r.Offset >= end || chunked.Err(r) != nil {
+				continue // a chunk group that does not reassemble is no record to read
 			}
 			if err := fn(r); err != nil {
 				return err
 			}
-			if r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
+		}
+		for _, p := range finished {
+			delete(left, p)
 		}
 	}
 	return nil
@@ -92,12 +100,59 @@ const readAtTimeout = 10 * time.Second
 
 // ReadAt reads the committed record of topic at partition and offset; an error wrapping
 // ErrNoRecord when there is none.
+//
+// A record above kafka.max_record_bytes ends in the last chunk of its group, at offset: it is
+// read again from before its first chunk and returned reassembled (one producer writes a group's
+// chunks one after the other; other producers' records may come between them).
 func ReadAt(ctx context.Context, cfg config.Kafka, topic string, partition int32, offset int64) (*kgo.Record, error) {
 	r, err := ReadFirst(ctx, cfg, topic, partition, offset)
 	if err == nil && r.Offset != offset {
 		err = fmt.Errorf("%w: %s[%d]@%d", ErrNoRecord, topic, partition, offset)
 	}
-	return r, err
+	if err != nil || !chunked.IsChunk(r) {
+		return r, err
+	}
+	return readAssembled(ctx, cfg, topic, partition, max(0, offset-4*int64(chunked.Count(r))), offset)
+}
+
+// readAssembled reads partition from start and returns the record at offset, reassembled from
+// its chunks.
+func readAssembled(ctx context.Context, cfg config.Kafka, topic string, partition int32, start, offset int64) (*kgo.Record, error) {
+	opts, err := Opts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {partition: kgo.NewOffset().At(start)}}), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(200*time.Millisecond))...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	none := fmt.Errorf("%w: %s[%d]@%d (its chunk group does not reassemble)", ErrNoRecord, topic, partition, offset)
+	ctx, cancel := context.WithTimeout(ctx, readAtTimeout)
+	defer cancel()
+	asm := chunked.NewAssembler(false)
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil, none
+		}
+		past := false
+		fs.EachRecord(func(r *kgo.Record) { past = past || r.Offset >= offset })
+		var found *kgo.Record
+		asm.Fetches(fs).EachRecord(func(r *kgo.Record) {
+			if r.Offset == offset && chunked.Err(r) == nil {
+				found = r
+			}
+		})
+		if found != nil {
+			return found, nil
+		}
+		if past {
+			return nil, none
+		}
+	}
 }
 
 // ReadFirst reads the first committed record of topic's partition at or after offset (markers

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +63,15 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 	}
 	if len(have) > 0 {
 		existing = checkPolicies(ctx, adm, specs, have)
+		limits := map[string]int{}
+		for _, s := range specs {
+			if v, err := strconv.Atoi(s.Configs["max.message.bytes"]); err == nil && slices.Contains(have, s.Name) {
+				limits[s.Name] = v
+			}
+		}
+		if err := checkRecordLimits(ctx, adm, limits); err != nil {
+			existing = append(existing, err)
+		}
 	}
 	if err := errors.Join(append(errs, existing...)...); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
@@ -42,8 +43,21 @@ func (s *Sink) loop(ctx context.Context, cat catalog, fr framer) error {
 		return &kafkaconn.SessionError{Err: fmt.Errorf("compliance: initialise transactional producer %s: %w", s.transactionalID, err)}
 	}
 	dec := &snapshotDecoder{reg: s.reg, known: map[string]bool{}}
+	// Snapshots above kafka.max_record_bytes are chunk groups: the loop polls until none is
+	// unfinished before the transaction, which commits every polled offset.
+	asm := chunked.NewAssembler(true)
 	for {
-		fetches := sess.PollRecords(ctx, s.retry.PollMax(s.maxPoll))
+		fetches := s.forgetRevoked(asm).Fetches(sess.PollRecords(ctx, s.retry.PollMax(s.maxPoll)))
+		for asm.Pending() && ctx.Err() == nil && !fetches.IsClientClosed() {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			more := sess.PollRecords(pctx, s.maxPoll)
+			cancel()
+			if more.NumRecords() > 0 || more.IsClientClosed() {
+				fetches = append(fetches, s.forgetRevoked(asm).Fetches(more)...)
+			}
+			// A group nothing finishes becomes a record that does not decode (chunked.ErrCorrupt).
+			fetches = append(fetches, asm.Abandon(chunked.IdleTimeout)...)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -84,6 +98,8 @@ func (s *Sink) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.TransactionalID(s.transactionalID),
 		kgo.TransactionTimeout(s.cfg.Compliance.TransactionTimeout),
 		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.OnPartitionsRevoked(s.noteRevoked),
+		kgo.OnPartitionsLost(s.noteRevoked),
 	)
 	opts = append(opts, kafkaconn.GroupOpts(s.cfg.Kafka, s.cfg.Compliance.SessionTimeout)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
@@ -146,7 +162,8 @@ func (s *Sink) transact(ctx context.Context, sess *kgo.GroupTransactSession, cat
 	}
 	var mu sync.Mutex
 	var produceErr error
-	for _, r := range out {
+	// A compliance record above kafka.max_record_bytes goes as its chunks, in this transaction.
+	for _, r := range chunked.Expand(out, kafkaconn.RecordLimit(s.cfg.Kafka)) {
 		sess.Produce(ctx, r, func(r *kgo.Record, err error) {
 			if err != nil {
 				mu.Lock()
@@ -293,6 +310,9 @@ type snapshotDecoder struct {
 }
 
 func (d *snapshotDecoder) decode(ctx context.Context, rec *kgo.Record) (avro.Snapshot, error) {
+	if err := chunked.Err(rec); err != nil {
+		return avro.Snapshot{}, fmt.Errorf("compliance: %w", err)
+	}
 	text, body, err := d.reg.Resolve(ctx, rec.Value)
 	if err != nil {
 		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d: resolve writer schema: %w", rec.Topic, rec.Partition, rec.Offset, err)
@@ -312,4 +332,32 @@ func (d *snapshotDecoder) decode(ctx context.Context, rec *kgo.Record) (avro.Sna
 		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
 	return snap, nil
+}
+
+// noteRevoked is the rebalance callback: the loop forgets the unfinished chunk groups of the
+// partitions given up (their next owner reads them again from the committed offsets).
+func (s *Sink) noteRevoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+	s.revokedMu.Lock()
+	defer s.revokedMu.Unlock()
+	for t, ps := range parts {
+		for _, p := range ps {
+			s.revoked = append(s.revoked, topicPartition{t, p})
+		}
+	}
+}
+
+// forgetRevoked applies noteRevoked's partitions to asm and returns asm.
+func (s *Sink) forgetRevoked(asm *chunked.Assembler) *chunked.Assembler {
+	s.revokedMu.Lock()
+	defer s.revokedMu.Unlock()
+	for _, tp := range s.revoked {
+		asm.Forget(tp.topic, tp.partition)
+	}
+	s.revoked = nil
+	return asm
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
 }

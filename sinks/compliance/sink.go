@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -20,6 +21,9 @@ import (
 
 // Sink is the compliance sink. Build it with New, run it with Run once.
 type Sink struct {
+	// revoked lists the partitions the group took away since the loop last looked (noteRevoked).
+	revokedMu sync.Mutex
+	revoked   []topicPartition // guarded by revokedMu
 	cfg       *config.Config
 	log       *zap.Logger
 	promReg   prometheus.Registerer

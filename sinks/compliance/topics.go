@@ -29,7 +29,7 @@ func (s *Sink) ensureTopics(ctx context.Context, admin *kgo.Client) error {
 		specs = append(specs, kafkaconn.TopicSpec{Name: kafkaconn.SchemaTopic(k), Partitions: 1, ReplicationFactor: k.ReplicationFactor,
 			Configs: map[string]string{"cleanup.policy": "compact"}})
 	}
-	if err := kafkaconn.EnsureTopics(ctx, kadm.NewClient(admin), specs); err != nil {
+	if err := kafkaconn.EnsureTopics(ctx, kadm.NewClient(admin), kafkaconn.WithRecordLimits(k, specs)); err != nil {
 		return fmt.Errorf("compliance: %w", err)
 	}
 	return nil

@@ -228,6 +228,9 @@ type SubscribeRequest struct {
 	Headers map[string]string
 	Format  string // bare (default) or envelope
 	Ordered bool
+	// Oversize is what a delivery above deliver.max_payload_bytes becomes: "dead_letter"
+	// (default) or "thin" (a small event naming the root and version; see ThinBody).
+	Oversize string
 }
 
 var eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]*_(created|updated|deleted)$`)
@@ -293,6 +296,25 @@ func normalizeFormat(f string) (string, error) {
 var reservedHeaders = []string{"content-type", "content-length", "host", "user-agent", "webhook-id",
 	"webhook-timestamp", "webhook-signature", HeaderEventType, HeaderVersion, HeaderAttempt, "traceparent"}
 
+// The values of a subscription's oversize setting.
+const (
+	OversizeDeadLetter = "dead_letter"
+	OversizeThin       = "thin"
+)
+
+func normalizeOversize(o string) (string, error) {
+	switch v := strings.ToLower(strings.TrimSpace(o)); v {
+	case "":
+		return OversizeDeadLetter, nil
+	case OversizeDeadLetter, OversizeThin:
+		return v, nil
+	case "dead-letter":
+		return OversizeDeadLetter, nil
+	default:
+		return "", invalid("oversize", "%q is not thin or dead_letter: a delivery above deliver.max_payload_bytes is sent as a thin event (thin) or dead-lettered with the reason (dead_letter, the default)", o)
+	}
+}
+
 func checkHeaders(h map[string]string) error {
 	for name := range h {
 		if !validHeaderName(name) {
@@ -342,6 +364,9 @@ func (a *Admin) checkSubscribe(ctx context.Context, r *SubscribeRequest) (string
 	if r.Format, err = normalizeFormat(r.Format); err != nil {
 		return "", nil, err
 	}
+	if r.Oversize, err = normalizeOversize(r.Oversize); err != nil {
+		return "", nil, err
+	}
 	if err := checkHeaders(r.Headers); err != nil {
 		return "", nil, err
 	}
@@ -372,9 +397,9 @@ func (a *Admin) Subscribe(ctx context.Context, r SubscribeRequest) (*Subscriptio
 		headers, _ = json.Marshal(r.Headers) // map of strings: cannot fail
 	}
 	row := a.conn.QueryRow(ctx, `INSERT INTO hook.subscription
-		(application_id, tenant_id, event_type, url, method, headers, format, ordered, secret)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING `+subscriptionColumns,
-		r.AppID, r.Tenant, et, r.URL, r.Method, headers, r.Format, r.Ordered, NewSecret())
+		(application_id, tenant_id, event_type, url, method, headers, format, ordered, secret, oversize)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING `+subscriptionColumns,
+		r.AppID, r.Tenant, et, r.URL, r.Method, headers, r.Format, r.Ordered, NewSecret(), r.Oversize)
 	sub, err := scanSubscription(row)
 	if err != nil {
 		return nil, dbError(fmt.Sprintf("subscribe (application %d, tenant %s, %s)", r.AppID, r.Tenant, et), err)
@@ -386,11 +411,12 @@ func (a *Admin) Subscribe(ctx context.Context, r SubscribeRequest) (*Subscriptio
 // replace all headers (an empty map removes them). The tenant and the event are not changed:
 // subscribe again for another, which issues a new uuid and secret.
 type UpdateRequest struct {
-	URL     *string
-	Method  *string
-	Headers map[string]string
-	Format  *string
-	Ordered *bool
+	URL      *string
+	Method   *string
+	Headers  map[string]string
+	Format   *string
+	Ordered  *bool
+	Oversize *string // "thin" or "dead_letter"
 }
 
 // Update applies r to the subscription uuid and returns it as stored.
@@ -399,8 +425,13 @@ func (a *Admin) Update(ctx context.Context, uuid string, r UpdateRequest) (*Subs
 	if err != nil {
 		return nil, err
 	}
-	if r.URL == nil && r.Method == nil && r.Headers == nil && r.Format == nil && r.Ordered == nil {
-		return nil, invalid("url", "nothing to change; pass what to change (url, method, header, format, ordered)")
+	if r.URL == nil && r.Method == nil && r.Headers == nil && r.Format == nil && r.Ordered == nil && r.Oversize == nil {
+		return nil, invalid("url", "nothing to change; pass what to change (url, method, header, format, ordered, oversize)")
+	}
+	if r.Oversize != nil {
+		if sub.Oversize, err = normalizeOversize(*r.Oversize); err != nil {
+			return nil, err
+		}
 	}
 	if r.URL != nil {
 		if _, err := a.CheckTarget(ctx, *r.URL); err != nil {
@@ -432,8 +463,8 @@ func (a *Admin) Update(ctx context.Context, uuid string, r UpdateRequest) (*Subs
 		headers = []byte("{}")
 	}
 	row := a.conn.QueryRow(ctx, `UPDATE hook.subscription SET url = $2, method = $3, headers = $4, format = $5,
-		ordered = $6, updated_at = now() WHERE uuid::text = $1 RETURNING `+subscriptionColumns,
-		uuid, sub.URL, sub.Method, headers, sub.Format, sub.Ordered)
+		ordered = $6, oversize = $7, updated_at = now() WHERE uuid::text = $1 RETURNING `+subscriptionColumns,
+		uuid, sub.URL, sub.Method, headers, sub.Format, sub.Ordered, sub.Oversize)
 	updated, err := scanSubscription(row)
 	if err != nil {
 		return nil, dbError("update "+uuid, err)
@@ -466,7 +497,7 @@ func (a *Admin) Enable(ctx context.Context, uuid string) (*Subscription, error) 
 
 const subscriptionColumns = `id, uuid::text, application_id, tenant_id, event_type, url, method, headers, format, ordered,
 	is_enabled, secret, coalesce(previous_secret, ''), coalesce(previous_secret_expires_at, 'epoch'),
-	coalesce(failing_since, 'epoch'), coalesce(disabled_reason, ''), created_at, ` + lifetimeColumns
+	coalesce(failing_since, 'epoch'), coalesce(disabled_reason, ''), created_at, oversize, ` + lifetimeColumns
 
 // Unsubscribe disables a subscription (the row is kept).
 func (a *Admin) Unsubscribe(ctx context.Context, uuid string) error {

@@ -78,6 +78,7 @@ func TestAdminRefusesBadSubscriptionsUpFront(t *testing.T) {
 		{"no tenant", with(func(r *webhook.SubscribeRequest) { r.Tenant = " " }), "tenant", "every subscription belongs to one tenant"},
 		{"method", with(func(r *webhook.SubscribeRequest) { r.Method = "GET" }), "method", "use POST, PUT or PATCH"},
 		{"format", with(func(r *webhook.SubscribeRequest) { r.Format = "xml" }), "format", "use bare"},
+		{"oversize", with(func(r *webhook.SubscribeRequest) { r.Oversize = "drop" }), "oversize", "is not thin or dead_letter"},
 		{"reserved header", with(func(r *webhook.SubscribeRequest) { r.Headers = map[string]string{"Webhook-Signature": "x"} }), "header", "set by walhook"},
 		{"bad header name", with(func(r *webhook.SubscribeRequest) { r.Headers = map[string]string{"X Team": "x"} }), "header", "not a valid header name"},
 	} {
@@ -154,6 +155,16 @@ func TestAdminUpdateEnable(t *testing.T) {
 	}
 	if got.URL != newURL || got.Method != "PUT" || !got.Ordered || got.Headers["X-Team"] != "blue" || got.Secret != sub.Secret {
 		t.Errorf("updated: %+v; want the new URL, PUT, ordered, the header and the secret kept", got)
+	}
+	if sub.Oversize != webhook.OversizeDeadLetter || got.Oversize != webhook.OversizeDeadLetter {
+		t.Errorf("oversize %q, after an update %q; want the default dead_letter kept", sub.Oversize, got.Oversize)
+	}
+	thin := "THIN"
+	if got, err = a.Update(ctx, sub.UUID, webhook.UpdateRequest{Oversize: &thin}); err != nil || got.Oversize != webhook.OversizeThin {
+		t.Errorf("update oversize to thin: %v, %+v", err, got)
+	}
+	if reread, err := a.Get(ctx, sub.UUID); err != nil || reread.Oversize != webhook.OversizeThin || reread.URL != newURL {
+		t.Errorf("stored after the oversize update: %v, %+v", err, reread)
 	}
 	if strings.Contains(got.String(), "s3cret") {
 		t.Errorf("String() shows the token: %s", got)

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -55,7 +56,7 @@ func ParseDeadLetterID(id string) (int32, int64, error) {
 
 // DeadLetterOf decodes a record of the dead-letter topic; false when it is not a delivery job.
 func DeadLetterOf(r *kgo.Record) (DeadLetter, bool) {
-	j, err := decodeJob(r.Value)
+	j, err := decodeJobRecord(r)
 	if err != nil {
 		return DeadLetter{}, false
 	}
@@ -103,7 +104,7 @@ func Redrive(ctx context.Context, cl *kgo.Client, cfg config.Kafka, dls ...DeadL
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
+	return len(recs), cl.ProduceSync(ctx, chunked.Expand(recs, kafkaconn.RecordLimit(cfg))...).FirstErr()
 }
 
 // RedriveMatching redrives every dead letter the topic holds for which match is true.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,8 @@ const (
 	HeaderEventType = "walhook-event-type"
 	HeaderVersion   = "walhook-version"
 	HeaderAttempt   = "walhook-attempt"
+	// HeaderPayloadOmitted is "size" on a thin event (ThinBody).
+	HeaderPayloadOmitted = "walhook-payload-omitted"
 )
 
 // sender makes one attempt: it builds the body and headers, signs, sends and classifies.
@@ -93,6 +96,7 @@ type attempt struct {
 	at      time.Time
 	err     *DeliveryError // nil when delivered
 	body    []byte         // the first ResponseBodyBytes of the answer
+	thin    bool           // a thin event was sent: the body was above deliver.max_payload_bytes
 }
 
 // send makes one attempt of snap to sub. It never retries.
@@ -111,8 +115,12 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 	}
 	body := buildBody(sub.Format, snap, now)
 	if len(body) > s.maxPayload {
-		res.err = &DeliveryError{Kind: Permanent, Err: fmt.Errorf("%w: %d bytes > %d", ErrPayloadTooLarge, len(body), s.maxPayload)}
-		return res
+		if sub.Oversize != OversizeThin {
+			res.err = &DeliveryError{Kind: Permanent, Err: fmt.Errorf("%w: %d bytes > %d", ErrPayloadTooLarge, len(body), s.maxPayload)}
+			return res
+		}
+		body = ThinBody(snap, len(body), s.maxPayload)
+		res.thin = true
 	}
 	sg, err := sub.signer(now)
 	if err != nil {
@@ -139,6 +147,9 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 	h.Set(HeaderEventType, snap.EventType)
 	h.Set(HeaderVersion, strconv.FormatInt(snap.Version, 10))
 	h.Set(HeaderAttempt, strconv.Itoa(n))
+	if res.thin {
+		h.Set(HeaderPayloadOmitted, "size")
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		h.Set(tracing.Header, string(tracing.Append(make([]byte, 0, 55), sc)))
 	}
@@ -155,6 +166,33 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 	res.status = resp.StatusCode
 	res.err = classifyStatus(resp, s.now())
 	return res
+}
+
+// ThinBody is the body of a thin event: what a subscription with oversize "thin" receives
+// instead of a body of size bytes above deliver.max_payload_bytes (limit). It names the event,
+// the root and the version, and says the payload was left out for its size; the full version
+// is on the compliance topics (and the snapshot topic), and the webhook-id is the version's.
+//
+//	{"event_type":"incident_instance_updated","root_key":"134","version":7,
+//	 "payload_omitted":"size","payload_bytes":20971776,"max_payload_bytes":1048576}
+func ThinBody(snap *avro.Snapshot, size, limit int) []byte {
+	b := make([]byte, 0, 160+len(snap.Key))
+	b = append(b, `{"event_type":`...)
+	b = strconv.AppendQuote(b, snap.EventType)
+	b = append(b, `,"root_key":`...)
+	b = appendJSONString(b, snap.Key)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, snap.Version, 10)
+	b = append(b, `,"payload_omitted":"size","payload_bytes":`...)
+	b = strconv.AppendInt(b, int64(size), 10)
+	b = append(b, `,"max_payload_bytes":`...)
+	b = strconv.AppendInt(b, int64(limit), 10)
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string: cannot fail
+	return append(b, q...)
 }
 
 // buildBody is the request body: the snapshot payload as it is (bare), or the legacy envelope.

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/internal/chunked"
 )
 
 // Job is one delivery of one snapshot to one subscription as it travels through the retry,
@@ -53,6 +56,14 @@ func (j SnapJSON) snapshot() avro.Snapshot {
 		}
 	}
 	return s
+}
+
+// decodeJobRecord decodes the job of a record of a retry, request or dead-letter topic.
+func decodeJobRecord(r *kgo.Record) (Job, error) {
+	if err := chunked.Err(r); err != nil {
+		return Job{}, fmt.Errorf("webhook: job record: %w", err)
+	}
+	return decodeJob(r.Value)
 }
 
 func decodeJob(value []byte) (Job, error) {

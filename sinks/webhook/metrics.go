@@ -16,6 +16,7 @@ type metrics struct {
 	latency     prometheus.Histogram
 	deadLetters prometheus.Counter
 	disabled    *prometheus.CounterVec // reason
+	thin        prometheus.Counter
 	deferred    *prometheus.CounterVec // reason
 	poison      *prometheus.CounterVec // source topic, cause
 }
@@ -30,12 +31,14 @@ func newMetrics(reg prometheus.Registerer, s *Sink) *metrics {
 			Help: "Latency of webhook requests.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "walhook_webhook_dead_letters_total",
 			Help: "Deliveries written to the dead-letter topic."}),
+		thin: prometheus.NewCounter(prometheus.CounterOpts{Name: "walhook_webhook_thin_events_total",
+			Help: "Attempts sent as a thin event because the payload was above deliver.max_payload_bytes (subscriptions with oversize thin)."}),
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_subscriptions_disabled_total",
 			Help: "Subscriptions this sink disabled, by reason (gone, auto)."}, []string{"reason"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "walhook_webhook_deferred_total",
 			Help: "Deliveries put off without a request (and without using up an attempt), by reason (circuit_open, tenant_backlog)."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.deferred, m.poison, &endpointCollector{s: s})
+	reg.MustRegister(m.deliveries, m.latency, m.deadLetters, m.disabled, m.thin, m.deferred, m.poison, &endpointCollector{s: s})
 	return m
 }
 
@@ -45,6 +48,9 @@ func (m *metrics) observe(t *task, a attempt) {
 		outcome = "failed_" + a.err.Kind.String()
 	}
 	m.deliveries.WithLabelValues(outcome, statusClass(a.status)).Inc()
+	if a.thin {
+		m.thin.Inc()
+	}
 	if a.latency > 0 {
 		m.latency.Observe(a.latency.Seconds())
 	}

@@ -238,7 +238,7 @@ func (p *partition) decode(ctx context.Context, r *kgo.Record) []*task {
 		}
 		return p.s.traced(r, p.s.match(p, &snap))
 	default:
-		j, err := decodeJob(r.Value)
+		j, err := decodeJobRecord(r)
 		if err != nil {
 			p.s.poison(ctx, r, fmt.Errorf("undecodable job record: %w", err))
 			return nil

@@ -8,6 +8,8 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
+	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
 // ReplayWindow asks the sink to deliver to sub again every snapshot of its tenant and event
@@ -42,5 +44,5 @@ func ReplayWindow(ctx context.Context, cl *kgo.Client, cfg *config.Config, reg a
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	return len(recs), cl.ProduceSync(ctx, recs...).FirstErr()
+	return len(recs), cl.ProduceSync(ctx, chunked.Expand(recs, kafkaconn.RecordLimit(cfg.Kafka))...).FirstErr()
 }

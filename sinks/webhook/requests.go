@@ -12,6 +12,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -81,7 +82,7 @@ func FindSnapshot(ctx context.Context, cfg *config.Config, reg avro.Registry, su
 // Retrigger asks the sink to deliver snap to sub again (attempt 1, same webhook-id).
 func Retrigger(ctx context.Context, cl *kgo.Client, cfg config.Kafka, sub *Subscription, snap avro.Snapshot) error {
 	j := Job{Subscription: sub.UUID, Snapshot: toSnapJSON(&snap), Attempt: 1, Kind: "retrigger"}
-	return cl.ProduceSync(ctx, RequestRecord(cfg, j)).FirstErr()
+	return cl.ProduceSync(ctx, chunked.Expand([]*kgo.Record{RequestRecord(cfg, j)}, kafkaconn.RecordLimit(cfg))...).FirstErr()
 }
 
 // Replay asks the sink to deliver again every dead-lettered delivery of subscription subUUID

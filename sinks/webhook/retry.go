@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/walhook/walhook/internal/chunked"
+	"github.com/walhook/walhook/internal/kafkaconn"
 	"github.com/walhook/walhook/internal/redact"
 )
 
@@ -186,7 +188,15 @@ func (s *Sink) deadLetter(t *task, a attempt) *kgo.Record {
 
 // produceThen produces recs and calls done once all are acknowledged. A failed produce stops
 // the sink: the task stays unfinished, its offset uncommitted, and it is redone after restart.
+//
+// A record above kafka.max_record_bytes (a job carries its snapshot) goes as its chunks. Every
+// produce holds produceMu, so that no other record of this producer comes between a group's
+// chunks: a consumer gives up a group its producer interrupts (chunked.Assembler). Produce only
+// blocks while kgo's buffer is full, and the promises never take produceMu.
 func (s *Sink) produceThen(recs []*kgo.Record, done func()) {
+	recs = chunked.Expand(recs, kafkaconn.RecordLimit(s.cfg.Kafka))
+	s.produceMu.Lock()
+	defer s.produceMu.Unlock()
 	var mu sync.Mutex
 	left := len(recs)
 	for _, r := range recs {

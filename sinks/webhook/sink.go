@@ -21,6 +21,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/kafkaconn"
 )
 
@@ -66,6 +67,13 @@ type Sink struct {
 	// next owner moved on), rewinding the group's offset to a stale watermark.
 	commitMu sync.Mutex
 
+	// asm reassembles chunk groups (records above kafka.max_record_bytes) for pollLoop, holding
+	// back a partition's records behind an unfinished group so that no watermark passes a
+	// chunk still needed; asmMu guards it against the rebalance callbacks' Forget.
+	asmMu sync.Mutex
+	asm   *chunked.Assembler
+	// produceMu keeps the chunks of one record together: every produceThen holds it.
+	produceMu  sync.Mutex
 	syncWarned atomic.Int64 // unix nanos of the last awaitSubscriptions warning
 }
 
@@ -127,7 +135,8 @@ func New(cfg *config.Config, opts ...Option) (*Sink, error) {
 	if len(c.Model.Roots) == 0 {
 		return nil, errors.New("webhook: the model has no roots, so there is no snapshot topic to consume; declare model.roots")
 	}
-	s := &Sink{cfg: &c, log: zap.NewNop(), now: time.Now, version: "dev", idx: newIndex(), parts: map[tp]*partition{}}
+	s := &Sink{cfg: &c, log: zap.NewNop(), now: time.Now, version: "dev", idx: newIndex(), parts: map[tp]*partition{},
+		asm: chunked.NewAssembler(true)}
 	s.eps = &endpoints{s: s, m: map[string]*endpoint{}}
 	for _, o := range opts {
 		o(s)
@@ -162,8 +171,8 @@ func Topics(cfg *config.Config) []kafkaconn.TopicSpec {
 	for _, t := range d.RetryTiers {
 		out = append(out, spec(k.WebhookRetryTopic(t)))
 	}
-	return append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic()),
-		spec(cfg.PoisonTopic(config.StageDeliver)))
+	return kafkaconn.WithRecordLimits(k, append(out, spec(k.WebhookDeadLetterTopic()), spec(k.WebhookAttemptTopic()), spec(k.WebhookRequestTopic()),
+		spec(cfg.PoisonTopic(config.StageDeliver))))
 }
 
 // consumedTopics are the snapshot topics of every root, the retry tiers and the request topic.
@@ -295,16 +304,30 @@ func (s *Sink) defaultRegistry() (avro.Registry, error) {
 // inbox holds at most what was fetched before the pause took effect.
 func (s *Sink) pollLoop(ctx context.Context) {
 	for {
-		fs := s.cl.PollRecords(ctx, 4096)
+		// While a chunk group is unfinished the poll wakes every second, so that a group
+		// nothing finishes is given up (Abandon) even when nothing else arrives.
+		s.asmMu.Lock()
+		pending := s.asm.Pending()
+		s.asmMu.Unlock()
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if pending {
+			pctx, cancel = context.WithTimeout(ctx, time.Second)
+		}
+		fs := s.cl.PollRecords(pctx, 4096)
+		cancel()
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			s.cl.AllowRebalance()
 			return
 		}
 		fs.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.log.Warn("webhook: fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 			}
 		})
+		s.asmMu.Lock()
+		s.asm.Fetches(fs)
+		fs = append(fs, s.asm.Abandon(chunked.IdleTimeout)...) // a group nothing finishes does not decode
+		s.asmMu.Unlock()
 		fs.EachPartition(func(f kgo.FetchTopicPartition) {
 			if len(f.Records) == 0 {
 				return
@@ -422,11 +445,25 @@ func waitStopped(ps []*partition, wait time.Duration) bool {
 }
 
 func (s *Sink) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.forgetChunks(lost)
 	s.stopPartitions(s.takeForRebalance(lost), true, s.revokeBudget())
 }
 
 func (s *Sink) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.forgetChunks(lost)
 	s.stopPartitions(s.takeForRebalance(lost), false, s.revokeBudget())
+}
+
+// forgetChunks drops the unfinished chunk groups of partitions given up: their next owner
+// reads them again from the committed offsets, which never pass them.
+func (s *Sink) forgetChunks(parts map[string][]int32) {
+	s.asmMu.Lock()
+	defer s.asmMu.Unlock()
+	for topic, ids := range parts {
+		for _, id := range ids {
+			s.asm.Forget(topic, id)
+		}
+	}
 }
 
 // takeForRebalance takes the partitions once no periodic commit of their watermarks is in
@@ -513,6 +550,9 @@ func (s *Sink) commitOnce(ctx context.Context, last map[tp]int64) {
 }
 
 func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot, error) {
+	if err := chunked.Err(r); err != nil {
+		return avro.Snapshot{}, err
+	}
 	_, body, err := s.registry.Resolve(ctx, r.Value)
 	if err != nil {
 		return avro.Snapshot{}, err

@@ -36,7 +36,10 @@ type Subscription struct {
 	Headers   map[string]string
 	Format    string // "bare" or "envelope"
 	Ordered   bool
-	Enabled   bool
+	// Oversize is OversizeDeadLetter or OversizeThin: what a delivery above
+	// deliver.max_payload_bytes becomes.
+	Oversize string
+	Enabled  bool
 	// Secret and PreviousSecret are whsec_ secrets. Never log them.
 	Secret            string
 	PreviousSecret    string
@@ -307,7 +310,7 @@ func (x *index) waitSynced(ctx context.Context, lsn uint64, timeout time.Duratio
 const selectSubscriptions = `SELECT s.id, s.uuid::text, s.application_id, s.tenant_id, s.event_type, s.url, s.method,
 	s.headers, s.format, s.ordered, s.is_enabled, s.secret, coalesce(s.previous_secret, ''),
 	coalesce(s.previous_secret_expires_at, 'epoch'), coalesce(s.failing_since, 'epoch'),
-	coalesce(s.disabled_reason, ''), s.created_at, ` + lifetimeColumns + `
+	coalesce(s.disabled_reason, ''), s.created_at, s.oversize, ` + lifetimeColumns + `
 FROM hook.subscription s`
 
 // lifetimeColumns are the subscription's lifetime LSNs as numbers (0 when unset).
@@ -318,7 +321,7 @@ func scanSubscription(row pgx.Row) (*Subscription, error) {
 	var headers []byte
 	err := row.Scan(&s.ID, &s.UUID, &s.AppID, &s.Tenant, &s.EventType, &s.URL, &s.Method, &headers, &s.Format,
 		&s.Ordered, &s.Enabled, &s.Secret, &s.PreviousSecret, &s.PreviousExpiresAt, &s.FailingSince,
-		&s.DisabledReason, &s.CreatedAt, &s.EnabledLSN, &s.DisabledLSN)
+		&s.DisabledReason, &s.CreatedAt, &s.Oversize, &s.EnabledLSN, &s.DisabledLSN)
 	if err != nil {
 		return nil, err
 	}
