@@ -100,19 +100,20 @@ func TestRefusedProduceDeadLettered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	adm := kadm.NewClient(h.prod)
-	limit, del, forever := "4096", "delete", "-1"
-	if _, err := adm.CreateTopic(ctx, 3, -1, map[string]*string{"max.message.bytes": &limit, "cleanup.policy": &del, "retention.ms": &forever}, h.logTopic()); err != nil {
-		t.Fatal(err)
-	}
 	r := rand.New(rand.NewPCG(3, 4))
 	raw := make([]byte, 15000)
 	for i := range raw {
 		raw[i] = byte(r.Uint32())
 	}
 	big := base64.StdEncoding.EncodeToString(raw)
-	h.produce(seed(1, nil), seed(2, map[string]any{"description": big}), seed(3, nil))
+	h.produce(seed(1, nil))
 	prom := prometheus.NewRegistry()
 	h.run(compliance.WithRegisterer(prom))
+	h.consume(h.logTopic(), 1)
+	// Lowered under the running sink: at start it refuses a topic whose max.message.bytes is
+	// below kafka.max_record_bytes, and below that size records are not chunked.
+	setMaxMessageBytes(t, adm, h.logTopic(), "4096")
+	h.produce(seed(2, map[string]any{"description": big}), seed(3, nil))
 
 	got := h.consume(h.logTopic(), 2)
 	if len(got) != 2 || got[0].value["version"] != int64(1) || got[1].value["version"] != int64(3) {
@@ -125,10 +126,7 @@ func TestRefusedProduceDeadLettered(t *testing.T) {
 	if n := dltest.CounterSum(t, prom, "walhook_compliance_txn_aborts_total"); n > 10 {
 		t.Fatalf("%v transactions aborted: the refused produce was retried in a loop", n)
 	}
-	raised := "10485760"
-	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: &raised}}, h.logTopic()); err != nil {
-		t.Fatal(err)
-	}
+	setMaxMessageBytes(t, adm, h.logTopic(), "10485760")
 	if n, err := deadletter.Redrive(ctx, kafkatestManual(t, h), e); err != nil || n != 1 {
 		t.Fatalf("redrive: %d, %v", n, err)
 	}
@@ -140,4 +138,17 @@ func TestRefusedProduceDeadLettered(t *testing.T) {
 
 func kafkatestManual(t *testing.T, h *harness) *kgo.Client {
 	return kafkatest.Client(t, h.env, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+}
+
+// setMaxMessageBytes changes only the topic's max.message.bytes (incrementally: a plain
+// AlterConfigs would reset its cleanup policy and retention).
+func setMaxMessageBytes(t *testing.T, adm *kadm.Client, topic, limit string) {
+	t.Helper()
+	resp, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &limit}}, topic)
+	if err == nil {
+		_, err = resp.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatalf("set max.message.bytes of %s to %s: %v", topic, limit, err)
+	}
 }
