@@ -44,7 +44,7 @@ const tenant = "bench"
 // BenchmarkCommitToWebhook measures commit-to-receipt latency at a steady transaction rate (use
 // -benchtime=1x; b.N is ignored: the run is one fixed-duration experiment). See the package doc.
 func BenchmarkCommitToWebhook(b *testing.B) {
-	e := startBench(b)
+	e := startBench(b, *flagConns)
 	r := e.measure(b, *flagRate, *flagWarmup, *flagDuration)
 	report(b, r)
 	printStageMetrics(e.st.reg)
@@ -56,13 +56,14 @@ type bench struct {
 	st    *stages
 	recv  *receiver
 	w     *writer
+	conns int
 	tp    *tap
 	probe *lagProbe
 }
 
 // startBench starts PostgreSQL, the broker and the stages, waits for the first delivery and
 // opens the writer; everything stops with the benchmark.
-func startBench(b *testing.B) *bench {
+func startBench(b *testing.B, conns int) *bench {
 	pg, kafka := pgtest.Start(b), startKafka(b)
 	dbURL := pgtest.NewDatabase(b, pg)
 	ids := seed(b, dbURL, *flagIncidents)
@@ -78,7 +79,7 @@ func startBench(b *testing.B) *bench {
 	if *flagReadCommitted {
 		sinkOpts = append(sinkOpts, webhook.WithKafkaOpts(kgo.FetchIsolationLevel(kgo.ReadCommitted())))
 	}
-	e := &bench{cfg: cfg, recv: recv}
+	e := &bench{cfg: cfg, recv: recv, conns: conns}
 	e.st = startStages(b, cfg, sinkOpts...)
 	ready := time.Now()
 	waitFirstDelivery(b, e.st, dbURL, ids[0], recv)
@@ -97,7 +98,7 @@ func startBench(b *testing.B) *bench {
 		b.Fatal(err)
 	}
 	b.Cleanup(e.probe.close)
-	if e.w, err = newWriter(b.Context(), dbURL, *flagConns, ids); err != nil {
+	if e.w, err = newWriter(b.Context(), dbURL, conns, ids); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(e.w.close)
@@ -108,8 +109,8 @@ func startBench(b *testing.B) *bench {
 type result struct {
 	window    time.Duration
 	committed int64
-	behind    int64
-	errs      int64
+	behind    int64 // transactions the pacer dropped in the window: every writer connection was busy
+	errs      int64 // writer errors in the window
 	stmtP50   time.Duration
 	stmtP99   time.Duration
 	recv      stats
@@ -118,6 +119,7 @@ type result struct {
 	load      string        // /proc/loadavg after the window: the machine is shared
 	hops      []hop
 	rate      int
+	conns     int
 	warmup    time.Duration
 	lags      []stageLag
 	lagErr    error
@@ -142,6 +144,7 @@ func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) 
 		tp.window(from, 0)
 	}
 	lag0 := e.probe.sample(b.Context())
+	behind0, errs0 := w.behind.Load(), w.errs.Load()
 	st.sleep(b, duration)
 	to := time.Now().UnixMicro()
 	cpu := cpuTime() - cpu0
@@ -150,6 +153,7 @@ func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) 
 		tp.window(from, to)
 	}
 	lag1 := e.probe.sample(b.Context())
+	behind, errs := w.behind.Load()-behind0, w.errs.Load()-errs0
 	stopWriter()
 	load, _ := os.ReadFile("/proc/loadavg")
 
@@ -164,8 +168,8 @@ func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) 
 	if err, _ := w.lastErr.Load().(error); err != nil {
 		b.Logf("writer errors: %d, last: %v", w.errs.Load(), err)
 	}
-	r := result{window: time.Duration(to-from) * time.Microsecond, committed: committed, behind: w.behind.Load(),
-		errs: w.errs.Load(), recv: recv.stats(), cpu: cpu, load: strings.TrimSpace(string(load)), rate: rate, warmup: warmup,
+	r := result{window: time.Duration(to-from) * time.Microsecond, committed: committed, behind: behind,
+		errs: errs, recv: recv.stats(), cpu: cpu, load: strings.TrimSpace(string(load)), rate: rate, conns: e.conns, warmup: warmup,
 		lags: stageLags(lag0, lag1), lagErr: errors.Join(lag0.err, lag1.err)}
 	if tp != nil {
 		r.hops = tp.hops()
@@ -194,7 +198,7 @@ func report(b *testing.B, r result) {
 		"  deliveries        %d of the window's (%d missing after the drain), %d duplicates, %d total, %d refused\n"+
 		"  commit→receipt    p50 %v  p90 %v  p99 %v  p99.9 %v  max %v\n"+
 		"  this process      %.2f cores over the window (stages, writer, receiver); loadavg %s\n",
-		r.rate, r.window.Round(time.Second), r.warmup, *flagConns, *flagHeartbeat, *flagReadCommitted,
+		r.rate, r.window.Round(time.Second), r.warmup, r.conns, *flagHeartbeat, *flagReadCommitted,
 		txs, r.committed, r.behind, r.errs,
 		r.stmtP50.Round(time.Microsecond), r.stmtP99.Round(time.Microsecond),
 		r.recv.received, r.missing, r.recv.dups, r.recv.total, r.recv.bad,
