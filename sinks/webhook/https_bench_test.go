@@ -187,13 +187,7 @@ func bareSend(cl *http.Client, url string, wh *standardwebhooks.Webhook, key int
 }
 
 func httpsSink(b *testing.B, s *servers, ca *testCA, n int, bad badEndpoint) httpsPhase {
-	h := newHarness(b, s, func(c *config.Config) {
-		c.Deliver.EndpointConcurrency = httpsConcurrency
-		c.Deliver.EndpointRate = 1e9
-		c.Deliver.EndpointBurst = 1e9
-		c.Deliver.RequestTimeout = 30 * time.Second
-		c.Deliver.CircuitFailures = config.DefaultCircuitFailures
-		c.Kafka.Partitions = 6
+	h := newHarness(b, s, benchSinkConfig, func(c *config.Config) {
 		// The whole burst fits in the endpoints' queues and under the partitions' pending
 		// limit, so the figure is the delivery path's. At the defaults (endpoint_queue 1,000,
 		// max_pending 10,000) a burst of more than ~1,000 per endpoint overflows the queues,
