@@ -120,6 +120,7 @@ type result struct {
 	hops      []hop
 	rate      int
 	conns     int
+	failed    map[string]float64 // the sink's attempts in the window that did not deliver, by outcome
 	warmup    time.Duration
 	lags      []stageLag
 	lagErr    error
@@ -144,7 +145,7 @@ func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) 
 		tp.window(from, 0)
 	}
 	lag0 := e.probe.sample(b.Context())
-	behind0, errs0 := w.behind.Load(), w.errs.Load()
+	behind0, errs0, fail0 := w.behind.Load(), w.errs.Load(), webhookFailures(st.reg)
 	st.sleep(b, duration)
 	to := time.Now().UnixMicro()
 	cpu := cpuTime() - cpu0
@@ -154,6 +155,10 @@ func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) 
 	}
 	lag1 := e.probe.sample(b.Context())
 	behind, errs := w.behind.Load()-behind0, w.errs.Load()-errs0
+	failed := webhookFailures(st.reg)
+	for k, v := range fail0 {
+		failed[k] -= v
+	}
 	stopWriter()
 	load, _ := os.ReadFile("/proc/loadavg")
 
@@ -169,7 +174,7 @@ func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) 
 		b.Logf("writer errors: %d, last: %v", w.errs.Load(), err)
 	}
 	r := result{window: time.Duration(to-from) * time.Microsecond, committed: committed, behind: behind,
-		errs: errs, recv: recv.stats(), cpu: cpu, load: strings.TrimSpace(string(load)), rate: rate, conns: e.conns, warmup: warmup,
+		errs: errs, recv: recv.stats(), cpu: cpu, load: strings.TrimSpace(string(load)), rate: rate, conns: e.conns, warmup: warmup, failed: failed,
 		lags: stageLags(lag0, lag1), lagErr: errors.Join(lag0.err, lag1.err)}
 	if tp != nil {
 		r.hops = tp.hops()

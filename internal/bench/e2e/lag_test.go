@@ -133,9 +133,17 @@ func stageLags(a, z lagSample) []stageLag {
 	return out
 }
 
-// grewNames names the stages whose backlog grew, or "none".
-func grewNames(ls []stageLag) string {
+// grewNames names the stages whose backlog grew, or "none"; failed are the sink's failed
+// attempts in the window, whose deliveries wait in the retry topics.
+func grewNames(ls []stageLag, failed map[string]float64) string {
 	out := ""
+	var retried float64
+	for _, n := range failed {
+		retried += n
+	}
+	if retried > 0 {
+		out = fmt.Sprintf("deliver (%.0f to retry topics)", retried)
+	}
 	for _, l := range ls {
 		if l.grew {
 			if out != "" {
@@ -155,6 +163,11 @@ func printLags(r result) {
 	for _, l := range r.lags {
 		fmt.Printf("  lag %-26s %9d → %9d %-3s (%.2fs → %.2fs of input)%s\n", l.name, l.start, l.end, l.unit,
 			l.startSec, l.endSec, map[bool]string{true: "  GREW", false: ""}[l.grew])
+	}
+	for outcome, n := range r.failed {
+		if n > 0 {
+			fmt.Printf("  deliver: %.0f attempts %s in the window (deferred through the retry topics: a timeout or a full endpoint queue)\n", n, outcome)
+		}
 	}
 	if r.lagErr != nil {
 		fmt.Printf("  lag readings incomplete: %v\n", r.lagErr)

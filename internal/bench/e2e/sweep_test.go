@@ -120,6 +120,6 @@ func printSweep(rs []result) {
 		load := strings.Join(strings.Fields(r.load)[:min(3, len(strings.Fields(r.load)))], " ")
 		fmt.Printf("  %7d %9.1f %9s %9s %9s %6.2f %8d %5d %8d  %-40s %-16s %s\n", r.rate, achieved(r),
 			ms(r.recv.p50), ms(r.recv.p99), ms(r.recv.max), r.cpu.Seconds()/r.window.Seconds(),
-			r.missing, r.recv.dups, r.behind, grewNames(r.lags), load, bar)
+			r.missing, r.recv.dups, r.behind, grewNames(r.lags, r.failed), load, bar)
 	}
 }
