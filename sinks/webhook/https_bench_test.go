@@ -87,8 +87,8 @@ func BenchmarkDeliverHTTPS(b *testing.B) {
 	}{
 		{"bare Go client", bare, ""},
 		{"sink, all healthy", healthy, fmt.Sprintf("sink/bare %.2f (target ≥ 0.8); per CPU-second %.2f", healthy.rate/bare.rate, healthy.perCPUSecond/bare.perCPUSecond)},
-		{"sink, 1 of 10 never answers", dead, fmt.Sprintf("healthy endpoints keep %.2f (target ≥ 0.9)", dead.rate/healthy.rate)},
-		{"sink, 1 of 10 answers in 2 s", slow, fmt.Sprintf("healthy endpoints keep %.2f (target ≥ 0.9)", slow.rate/healthy.rate)},
+		{"sink, 1 of 10 never answers", dead, fmt.Sprintf("healthy endpoints keep %.2f (target ≥ 0.9); per CPU-second %.2f", dead.rate/healthy.rate, dead.perCPUSecond/healthy.perCPUSecond)},
+		{"sink, 1 of 10 answers in 2 s", slow, fmt.Sprintf("healthy endpoints keep %.2f (target ≥ 0.9); per CPU-second %.2f", slow.rate/healthy.rate, slow.perCPUSecond/healthy.perCPUSecond)},
 	} {
 		fmt.Printf("  %-30s %8.0f deliveries/s  %6d in %6.2fs  %5.2f cores  %7.0f per CPU-second  loadavg %s  %s\n",
 			p.name, p.r.rate, p.r.delivered, p.r.elapsed.Seconds(), p.r.cores, p.r.perCPUSecond, p.r.load, p.note)
