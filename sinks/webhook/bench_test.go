@@ -75,15 +75,19 @@ func benchBare(b *testing.B) float64 {
 	return benchDeliveries / time.Since(start).Seconds()
 }
 
+// benchSinkConfig is the sink's configuration in the throughput benchmarks: no rate limit, the
+// default circuit, a request timeout long enough that a dead endpoint holds its slots.
+func benchSinkConfig(c *config.Config) {
+	c.Deliver.EndpointConcurrency = benchConcurrency
+	c.Deliver.EndpointRate = 1e9
+	c.Deliver.EndpointBurst = 1e9
+	c.Deliver.RequestTimeout = 30 * time.Second
+	c.Deliver.CircuitFailures = config.DefaultCircuitFailures
+	c.Kafka.Partitions = 6
+}
+
 func benchSink(b *testing.B, s *servers, oneDead bool) float64 {
-	h := newHarness(b, s, func(c *config.Config) {
-		c.Deliver.EndpointConcurrency = benchConcurrency
-		c.Deliver.EndpointRate = 1e9
-		c.Deliver.EndpointBurst = 1e9
-		c.Deliver.RequestTimeout = 30 * time.Second
-		c.Deliver.CircuitFailures = config.DefaultCircuitFailures
-		c.Kafka.Partitions = 6
-	})
+	h := newHarness(b, s, benchSinkConfig)
 	rcvs := make([]*webhooktest.Receiver, benchEndpoints)
 	for i := range rcvs {
 		rcvs[i] = webhooktest.Start(b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -43,6 +44,26 @@ const tenant = "bench"
 // BenchmarkCommitToWebhook measures commit-to-receipt latency at a steady transaction rate (use
 // -benchtime=1x; b.N is ignored: the run is one fixed-duration experiment). See the package doc.
 func BenchmarkCommitToWebhook(b *testing.B) {
+	e := startBench(b, *flagConns)
+	r := e.measure(b, *flagRate, *flagWarmup, *flagDuration)
+	report(b, r)
+	printStageMetrics(e.st.reg)
+}
+
+// bench is one pipeline under test with its receiver and writer, shared by a sweep's steps.
+type bench struct {
+	cfg   *config.Config
+	st    *stages
+	recv  *receiver
+	w     *writer
+	conns int
+	tp    *tap
+	probe *lagProbe
+}
+
+// startBench starts PostgreSQL, the broker and the stages, waits for the first delivery and
+// opens the writer; everything stops with the benchmark.
+func startBench(b *testing.B, conns int) *bench {
 	pg, kafka := pgtest.Start(b), startKafka(b)
 	dbURL := pgtest.NewDatabase(b, pg)
 	ids := seed(b, dbURL, *flagIncidents)
@@ -58,37 +79,38 @@ func BenchmarkCommitToWebhook(b *testing.B) {
 	if *flagReadCommitted {
 		sinkOpts = append(sinkOpts, webhook.WithKafkaOpts(kgo.FetchIsolationLevel(kgo.ReadCommitted())))
 	}
-	st := startStages(b, cfg, sinkOpts...)
+	e := &bench{cfg: cfg, recv: recv, conns: conns}
+	e.st = startStages(b, cfg, sinkOpts...)
 	ready := time.Now()
-	waitFirstDelivery(b, st, dbURL, ids[0], recv)
+	waitFirstDelivery(b, e.st, dbURL, ids[0], recv)
 	b.Logf("pipeline delivering %v after the stages started", time.Since(ready).Round(time.Millisecond))
 
-	var tp *tap
 	if *flagTap {
-		if tp, err = startTap(cfg); err != nil {
+		if e.tp, err = startTap(cfg); err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(b.Context())
+		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { defer close(done); tp.run(ctx) }()
-		defer func() { cancel(); <-done }()
+		go func() { defer close(done); e.tp.run(ctx) }()
+		b.Cleanup(func() { cancel(); <-done })
 	}
-	w, err := newWriter(b.Context(), dbURL, *flagConns, ids)
-	if err != nil {
+	if e.probe, err = startLagProbe(b.Context(), cfg); err != nil {
 		b.Fatal(err)
 	}
-	defer w.close()
-	r := measure(b, st, w, recv, tp)
-	report(b, r)
-	printStageMetrics(st.reg)
+	b.Cleanup(e.probe.close)
+	if e.w, err = newWriter(b.Context(), dbURL, conns, ids); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(e.w.close)
+	return e
 }
 
 // result is one run's figures.
 type result struct {
 	window    time.Duration
 	committed int64
-	behind    int64
-	errs      int64
+	behind    int64 // transactions the pacer dropped in the window: every writer connection was busy
+	errs      int64 // writer errors in the window
 	stmtP50   time.Duration
 	stmtP99   time.Duration
 	recv      stats
@@ -96,43 +118,64 @@ type result struct {
 	cpu       time.Duration // user+system CPU of this process (stages, writer, receiver) in the window
 	load      string        // /proc/loadavg after the window: the machine is shared
 	hops      []hop
+	rate      int
+	conns     int
+	failed    map[string]float64 // the sink's attempts in the window that did not deliver, by outcome
+	warmup    time.Duration
+	lags      []stageLag
+	lagErr    error
 }
 
-// measure writes through the warm-up and the window, then waits for the window's deliveries.
-func measure(b *testing.B, st *stages, w *writer, recv *receiver, tp *tap) result {
+// measure writes at rate through the warm-up and the window, then waits for the window's
+// deliveries: until all arrived, or none arrived for -e2e.drain.
+func (e *bench) measure(b *testing.B, rate int, warmup, duration time.Duration) result {
+	st, w, recv, tp := e.st, e.w, e.recv, e.tp
+	recv.reset()
 	ctx, cancel := context.WithCancel(b.Context())
 	done := make(chan struct{})
-	go func() { defer close(done); w.run(ctx, *flagRate) }()
+	go func() { defer close(done); w.run(ctx, rate) }()
 	stopWriter := func() { cancel(); <-done }
 	defer stopWriter()
 
-	st.sleep(b, *flagWarmup)
+	st.sleep(b, warmup)
 	from := time.Now().UnixMicro()
 	cpu0 := cpuTime()
 	recv.window(from, 0)
 	if tp != nil {
 		tp.window(from, 0)
 	}
-	st.sleep(b, *flagDuration)
+	lag0 := e.probe.sample(b.Context())
+	behind0, errs0, fail0 := w.behind.Load(), w.errs.Load(), webhookFailures(st.reg)
+	st.sleep(b, duration)
 	to := time.Now().UnixMicro()
 	cpu := cpuTime() - cpu0
 	recv.window(from, to)
 	if tp != nil {
 		tp.window(from, to)
 	}
+	lag1 := e.probe.sample(b.Context())
+	behind, errs := w.behind.Load()-behind0, w.errs.Load()-errs0
+	failed := webhookFailures(st.reg)
+	for k, v := range fail0 {
+		failed[k] -= v
+	}
 	stopWriter()
 	load, _ := os.ReadFile("/proc/loadavg")
 
 	committed, stmt := w.window(from, to)
-	deadline := time.Now().Add(*flagDrain)
-	for int64(recv.measured()) < committed && time.Now().Before(deadline) {
+	last, lastAt := -1, time.Now()
+	for n := recv.measured(); int64(n) < committed && time.Since(lastAt) < *flagDrain; n = recv.measured() {
+		if n != last {
+			last, lastAt = n, time.Now()
+		}
 		st.sleep(b, 50*time.Millisecond)
 	}
 	if err, _ := w.lastErr.Load().(error); err != nil {
 		b.Logf("writer errors: %d, last: %v", w.errs.Load(), err)
 	}
-	r := result{window: time.Duration(to-from) * time.Microsecond, committed: committed, behind: w.behind.Load(),
-		errs: w.errs.Load(), recv: recv.stats(), cpu: cpu, load: strings.TrimSpace(string(load))}
+	r := result{window: time.Duration(to-from) * time.Microsecond, committed: committed, behind: behind,
+		errs: errs, recv: recv.stats(), cpu: cpu, load: strings.TrimSpace(string(load)), rate: rate, conns: e.conns, warmup: warmup, failed: failed,
+		lags: stageLags(lag0, lag1), lagErr: errors.Join(lag0.err, lag1.err)}
 	if tp != nil {
 		r.hops = tp.hops()
 	}
@@ -160,7 +203,7 @@ func report(b *testing.B, r result) {
 		"  deliveries        %d of the window's (%d missing after the drain), %d duplicates, %d total, %d refused\n"+
 		"  commit→receipt    p50 %v  p90 %v  p99 %v  p99.9 %v  max %v\n"+
 		"  this process      %.2f cores over the window (stages, writer, receiver); loadavg %s\n",
-		*flagRate, *flagDuration, *flagWarmup, *flagConns, *flagHeartbeat, *flagReadCommitted,
+		r.rate, r.window.Round(time.Second), r.warmup, r.conns, *flagHeartbeat, *flagReadCommitted,
 		txs, r.committed, r.behind, r.errs,
 		r.stmtP50.Round(time.Microsecond), r.stmtP99.Round(time.Microsecond),
 		r.recv.received, r.missing, r.recv.dups, r.recv.total, r.recv.bad,
@@ -169,11 +212,21 @@ func report(b *testing.B, r result) {
 	for _, h := range r.hops {
 		fmt.Printf("  %-38s n %-6d p50 %-8s p99 %-8s max %s\n", h.name, h.n, ms(h.p50), ms(h.p99), ms(h.max))
 	}
+	printLags(r)
+	checkDeliveries(b, r)
+}
+
+// checkDeliveries fails the benchmark unless every transaction of the window was delivered
+// exactly once with a valid signature.
+func checkDeliveries(b *testing.B, r result) {
 	if r.missing > 0 {
-		b.Errorf("%d transactions of the window were not delivered within %v of its end", r.missing, *flagDrain)
+		b.Errorf("%d tx/s: %d transactions of the window were not delivered (none arrived for %v)", r.rate, r.missing, *flagDrain)
+	}
+	if r.recv.dups > 0 {
+		b.Errorf("%d tx/s: %d transactions of the window were delivered more than once", r.rate, r.recv.dups)
 	}
 	if r.recv.bad > 0 {
-		b.Errorf("receiver refused %d deliveries, last: %v", r.recv.bad, r.recv.lastErr)
+		b.Errorf("%d tx/s: receiver refused %d deliveries, last: %v", r.rate, r.recv.bad, r.recv.lastErr)
 	}
 }
 

@@ -52,3 +52,26 @@ func bucketQuantile(h *dto.Histogram, q float64) float64 {
 	}
 	return math.Inf(1)
 }
+
+// webhookFailures is the sink's attempts that did not deliver, by outcome (e.g. failed_retryable
+// for a timeout or a full endpoint queue, which defers the delivery through a retry topic).
+func webhookFailures(reg *prometheus.Registry) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "walhook_webhook_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() != "delivered" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}

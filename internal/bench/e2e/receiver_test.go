@@ -58,6 +58,15 @@ func (r *receiver) trust(path, secret string) error {
 	return nil
 }
 
+// reset forgets what the previous window recorded, before the next one opens.
+func (r *receiver) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.from, r.to = 1<<62, 0
+	r.lat, r.seen = nil, map[string]bool{}
+	r.dups, r.bad, r.lastErr = 0, 0, nil
+}
+
 // window sets the commit-time window whose deliveries are recorded; to 0 leaves it open.
 func (r *receiver) window(from, to int64) {
 	r.mu.Lock()
