@@ -47,6 +47,30 @@ func TestIndexKeepsDisabledOutOfTheHotMap(t *testing.T) {
 	}
 }
 
+// TestIndexReenabledIsNotForgotten: a subscription disabled and enabled again through
+// incremental changes is an enabled subscription: forgetCold, which releases disabled ones after
+// their retention, must not take it out of the hot map (its snapshots would match nothing and be
+// committed undelivered).
+func TestIndexReenabledIsNotForgotten(t *testing.T) {
+	x := newIndex()
+	on := &Subscription{UUID: "a", Tenant: "t", EventType: "e_updated", Enabled: true}
+	x.replace([]*Subscription{on})
+	off := *on
+	off.Enabled = false
+	x.apply([]*Subscription{&off}, nil)
+	again := *on
+	x.apply([]*Subscription{&again}, nil)
+	if e, d := x.counts(); e != 1 || d != 0 {
+		t.Fatalf("after enabling a again: counts %d enabled %d disabled, want 1 0", e, d)
+	}
+	if n := x.forgetCold(time.Now().Add(time.Hour), time.Hour); n != 0 {
+		t.Fatalf("forgetCold released %d subscriptions; a is enabled", n)
+	}
+	if hot, _ := x.match("t", "e_updated"); len(hot) != 1 || x.get("a") == nil {
+		t.Fatalf("enabled subscription a left the index: hot %v", hot)
+	}
+}
+
 // BenchmarkIndexMemory reports the live heap per subscription of the sink's index at 100,000
 // subscriptions over 50,000 tenants (two each), shaped as loadAll reads them: own uuid, URL and
 // secret strings, interned tenant, event type, method and format, no headers.

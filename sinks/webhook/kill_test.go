@@ -140,6 +140,7 @@ func TestSinkKill(t *testing.T) {
 	s := startServers(t)
 	t.Run("Takeover", func(t *testing.T) { testTakeover(t, s) })
 	t.Run("KillMidLoad", func(t *testing.T) { testKillMidLoad(t, s) })
+	t.Run("KillDeferring", func(t *testing.T) { testKillDeferring(t, s) })
 }
 
 // testTakeover runs two members of the sink's group, one in a child process, SIGKILLs the child
@@ -206,12 +207,39 @@ func twoMembersStable(t *testing.T, adm *kadm.Client, group string) error {
 // the end every (subscription, root, version) has reached its receiver at least once, and no
 // request reached a subscription of another tenant or event type.
 func testKillMidLoad(t *testing.T, s *servers) {
+	_ = killUnderLoad(t, s, 4000, 90*time.Second, func(c *config.Config) {
+		// A restarted sink finds thousands of deliveries redone at once: let them queue at the
+		// endpoint rather than be deferred to the retry topics (testKillDeferring covers those).
+		c.Deliver.EndpointConcurrency, c.Deliver.EndpointRate, c.Deliver.EndpointQueue = 8, 5000, 20000
+	})
+}
+
+// testKillDeferring is testKillMidLoad with an endpoint queue small enough that the tenants
+// sharing the receiver are deferred through the retry topics all along: deferred deliveries,
+// and the retry records they become, must survive the kills too.
+func testKillDeferring(t *testing.T, s *servers) {
+	h := killUnderLoad(t, s, 2000, 120*time.Second, func(c *config.Config) {
+		c.Deliver.EndpointConcurrency, c.Deliver.EndpointQueue = 4, 40
+	})
+	retry := h.cfg.Kafka.WebhookRetryTopic(h.cfg.Deliver.RetryTiers[0])
+	ends, err := kadm.NewClient(h.prod).ListEndOffsets(t.Context(), retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deferred int64
+	ends.Each(func(o kadm.ListedOffset) { deferred += o.Offset })
+	if deferred == 0 {
+		t.Fatalf("no delivery went through %s: the test deferred nothing", retry)
+	}
+	t.Logf("%d records went through %s", deferred, retry)
+}
+
+// killUnderLoad runs the load of testKillMidLoad (n snapshots) against child sinks configured
+// by mod, SIGKILLs three of them and waits at most drain for every delivery.
+func killUnderLoad(t *testing.T, s *servers, n int, drain time.Duration, mod func(*config.Config)) *harness {
 	h := newHarness(t, s, func(c *config.Config) {
 		c.Deliver.SessionTimeout = 6 * time.Second // the broker's minimum: a kill stalls the group least
-		// A restarted sink finds thousands of deliveries redone at once: let them queue at the
-		// endpoint rather than be deferred to the retry topics, whose short test schedule would
-		// dead-letter them after four deferrals.
-		c.Deliver.EndpointConcurrency, c.Deliver.EndpointRate, c.Deliver.EndpointQueue = 8, 5000, 20000
+		mod(c)
 	})
 	rcv := webhooktest.Start(t)
 	rcv.Always(webhooktest.Response{Delay: 10 * time.Millisecond}) // requests are in flight when the child dies
@@ -221,7 +249,7 @@ func testKillMidLoad(t *testing.T, s *servers) {
 	}
 	t.Logf("seed %d (rerun with WALHOOK_TEST_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
-	e, snaps := planMix(t, h, rcv, 4000, seed)
+	e, snaps := planMix(t, h, rcv, n, seed)
 
 	// produce sends the next batch of the load, about 200 snapshots per second.
 	const batch, every = 20, 100 * time.Millisecond
@@ -253,7 +281,7 @@ func testKillMidLoad(t *testing.T, s *servers) {
 	}
 	h.produce(snaps...)
 	adm := kadm.NewClient(h.prod)
-	kafkatest.Eventually(t, 90*time.Second, func() error {
+	kafkatest.Eventually(t, drain, func() error {
 		c.running(t)
 		if err := e.check(rcv); err != nil {
 			return fmt.Errorf("%w (%d requests; %s)", err, rcv.Count(), groupState(t, adm, h.cfg.WebhookGroup()))
@@ -261,6 +289,7 @@ func testKillMidLoad(t *testing.T, s *servers) {
 		return nil
 	})
 	t.Logf("%d deliveries expected, %d requests in all (%d repeated after the kills)", len(e.want), rcv.Count(), rcv.Count()-len(e.want))
+	return h
 }
 
 // groupState describes group's state and members' assignments, for failure messages.

@@ -169,7 +169,11 @@ func (x *index) apply(changed []*Subscription, deleted []string) {
 	defer x.mu.Unlock()
 	for _, s := range changed {
 		x.remove(s.UUID)
-		if !s.Enabled {
+		if s.Enabled {
+			// Enabled again: no longer cold, or forgetCold would take it out of the hot map
+			// once its old disable is coldRetention old (its snapshots then matching nothing).
+			delete(x.coldAt, s.UUID)
+		} else {
 			x.coldAt[s.UUID] = now
 		}
 		x.insert(s)
