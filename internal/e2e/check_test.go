@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/deadletter"
 	"github.com/walhook/walhook/internal/kafkaconn"
 	"github.com/walhook/walhook/sinks/webhook"
 	"github.com/walhook/walhook/sinks/webhook/webhooktest"
@@ -612,4 +614,20 @@ func isOneToN(vs []int64, n int) bool {
 		}
 	}
 	return true
+}
+
+// checkNoPoison: the workload writes only well-formed input, so no stage may have copied a record
+// to its poison topic: a poison record is a snapshot, compliance record or delivery that was
+// skipped, and each is reported with its reason.
+func checkNoPoison(t *testing.T, rep *report, s *system) {
+	t.Helper()
+	for _, stage := range config.PoisonStages() {
+		err := deadletter.Read(t.Context(), s.cfg, stage, func(e deadletter.Entry) error {
+			rep.fail("stage %s copied %s to its poison topic: %s", stage, e.Source, e.Reason)
+			return nil
+		})
+		if err != nil {
+			rep.fail("read the %s poison topic: %v", stage, err)
+		}
+	}
 }

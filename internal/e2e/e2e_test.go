@@ -123,6 +123,7 @@ func TestWholeSystem(t *testing.T) {
 	checkDeliveries(rep, exp, obs, sys.subs)
 	checkPayloads(rep, sys, exp, obs, ledgers)
 	checkNoCrashes(rep, sys)
+	checkNoPoison(t, rep, sys)
 	rep.summary(sys, exp, obs, ledgers, dur, drain)
 	rep.finish()
 }
