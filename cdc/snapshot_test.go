@@ -501,17 +501,29 @@ func TestSnapshotResnapshotWhileStreaming(t *testing.T) {
 
 	want := e.dbRows()
 	c := e.consume(e.snapTopics()...)
-	got := c.until(60*time.Second, func(rs []rec) error { return sameRows(fold(rs), want) })
-	checkOrder(t, got)
-	twice := 0
-	for _, n := range reads(got, "incident.instance") {
-		if n >= 2 {
-			twice++
+	readTwice := func(rs []rec) int {
+		n := 0
+		for _, reads := range reads(rs, "incident.instance") {
+			if reads >= 2 {
+				n++
+			}
 		}
+		return n
 	}
-	if twice < 40 { // the writer may delete none of the 50, but the count leaves room
-		t.Fatalf("only %d incidents read again by the resnapshot", twice)
-	}
+	// The fold can equal the table before the resnapshot's last reads are consumed (reads of
+	// unchanged rows do not change it), so consumption also waits for the reads. The writer
+	// deletes no incident, but a chunk drops the rows the stream changed inside its window, so
+	// not every one of the 50 seeded incidents is read again: 40 leaves that room.
+	got := c.until(60*time.Second, func(rs []rec) error {
+		if err := sameRows(fold(rs), want); err != nil {
+			return err
+		}
+		if n := readTwice(rs); n < 40 {
+			return fmt.Errorf("only %d of the 50 seeded incidents read again by the resnapshot so far", n)
+		}
+		return nil
+	})
+	checkOrder(t, got)
 	for id, n := range reads(got, "incident.timeline") {
 		if n > 2 {
 			t.Fatalf("timeline row %s read %d times; incident.instance (with its timeline) was re-snapshotted once", id, n)
