@@ -1,7 +1,6 @@
 package cdc
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -26,14 +25,7 @@ func TestRefusedRecordStopsClearly(t *testing.T) {
 	// Lowered only now: at start cdc refuses a topic whose max.message.bytes is below
 	// kafka.max_record_bytes, and below that size records are not chunked. An operator lowering
 	// the limit under a running stage is how a record gets refused for good.
-	limit := "8192"
-	resp, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &limit}}, topic)
-	if err == nil {
-		_, err = resp.On(topic, nil)
-	}
-	if err != nil {
-		t.Fatalf("lower max.message.bytes of %s: %v", topic, err)
-	}
+	kafkatest.SetTopicConfig(t, adm, topic, "max.message.bytes", "8192")
 	e.exec(`INSERT INTO session.instance (id, status, tenant_id) VALUES (1, 'COMPLETED', 't1')`)
 	e.exec(`INSERT INTO incident.instance (id, description, status, severity, start_time, session_instance_id, tenant_id)
 		VALUES (1, 'small', 'TRIGGERED', 'LOW', now(), 1, 't1')`)
@@ -48,6 +40,7 @@ func TestRefusedRecordStopsClearly(t *testing.T) {
 		VALUES (2, $1, 'TRIGGERED', 'LOW', now(), 1, 't1')`, randomText(64<<10))
 	big := e.currentLSN()
 	start := time.Now()
+	var err error
 	select {
 	case err = <-r.done:
 	case <-time.After(90 * time.Second):

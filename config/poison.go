@@ -26,21 +26,10 @@ func PoisonStages() []string { return []string{StageBubbleUp, StageCompliance, S
 // The webhook sink's failed deliveries have their own topic (WebhookDeadLetterTopic); this one
 // holds records of its input. "" for an unknown stage.
 func (c *Config) PoisonTopic(stage string) string {
-	var group, def string
-	switch stage {
-	case StageBubbleUp:
-		group, def = c.BubbleUp.Group, DefaultBubbleUpGroup
-	case StageCompliance:
-		group, def = c.Compliance.Group, DefaultComplianceGroup
-	case StageDeliver:
-		group, def = c.Deliver.Group, DefaultDeliverGroup
-	default:
-		return ""
+	if g := c.StageGroup(stage); g != "" {
+		return g + ".poison"
 	}
-	if group == "" {
-		group = def
-	}
-	return c.Kafka.TopicPrefix + group + ".poison"
+	return ""
 }
 
 // StageGroup is the Kafka consumer group id of a stage with a poison topic; "" for another.

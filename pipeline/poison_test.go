@@ -142,7 +142,7 @@ func TestRefusedProduceDeadLetteredAndRedriven(t *testing.T) {
 	snapshots(t, env, reg, snapTopic, 1)
 	// Lowered under the running stage: at start it refuses a topic whose max.message.bytes is
 	// below kafka.max_record_bytes, and below that size records are not chunked.
-	setMaxMessageBytes(t, adm, snapTopic, "4096")
+	kafkatest.SetTopicConfig(t, adm, snapTopic, "max.message.bytes", "4096")
 	start := time.Now()
 	big := incompressible(20000)
 	cdc.txn(change{table: "incident.instance", op: avro.OpCreate, key: "2", after: incident("2", big)})
@@ -171,7 +171,7 @@ func TestRefusedProduceDeadLetteredAndRedriven(t *testing.T) {
 		return dltest.CounterSum(t, prom, "walhook_bubbleup_poison_records_total") == 1
 	})
 
-	setMaxMessageBytes(t, adm, snapTopic, "1048576")
+	kafkatest.SetTopicConfig(t, adm, snapTopic, "max.message.bytes", "1048576")
 	cl := kafkatest.Client(t, env, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	var all []deadletter.Entry
 	if err := deadletter.Read(ctx, cfg, config.StageBubbleUp, func(e deadletter.Entry) error { all = append(all, e); return nil }); err != nil {
@@ -183,18 +183,5 @@ func TestRefusedProduceDeadLetteredAndRedriven(t *testing.T) {
 	last := byKey(snapshots(t, env, reg, snapTopic, 3))["2"]
 	if last.Key != "2" || last.Version != 1 || last.Verb != avro.VerbCreated || !strings.Contains(string(last.Payload), big) {
 		t.Fatalf("after the redrive: %s v%d %s, want root 2 v1 created with its name", last.Key, last.Version, last.Verb)
-	}
-}
-
-// setMaxMessageBytes changes only the topic's max.message.bytes (incrementally: a plain
-// AlterConfigs would reset the topic's other settings).
-func setMaxMessageBytes(t *testing.T, adm *kadm.Client, topic, limit string) {
-	t.Helper()
-	resp, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &limit}}, topic)
-	if err == nil {
-		_, err = resp.On(topic, nil)
-	}
-	if err != nil {
-		t.Fatalf("set max.message.bytes of %s to %s: %v", topic, limit, err)
 	}
 }

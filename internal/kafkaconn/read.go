@@ -115,16 +115,21 @@ func ReadAt(ctx context.Context, cfg config.Kafka, topic string, partition int32
 	return readAssembled(ctx, cfg, topic, partition, max(0, offset-4*int64(chunked.Count(r))), offset)
 }
 
-// readAssembled reads partition from start and returns the record at offset, reassembled from
-// its chunks.
-func readAssembled(ctx context.Context, cfg config.Kafka, topic string, partition int32, start, offset int64) (*kgo.Record, error) {
+// partitionReader is a direct read_committed consumer of one partition from offset.
+func partitionReader(cfg config.Kafka, topic string, partition int32, offset int64) (*kgo.Client, error) {
 	opts, err := Opts(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		topic: {partition: kgo.NewOffset().At(start)}}), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	return kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {partition: kgo.NewOffset().At(offset)}}), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxWait(200*time.Millisecond))...)
+}
+
+// readAssembled reads partition from start and returns the record at offset, reassembled from
+// its chunks.
+func readAssembled(ctx context.Context, cfg config.Kafka, topic string, partition int32, start, offset int64) (*kgo.Record, error) {
+	cl, err := partitionReader(cfg, topic, partition, start)
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +164,7 @@ func readAssembled(ctx context.Context, cfg config.Kafka, topic string, partitio
 // and aborted records are skipped); an error wrapping ErrNoRecord when there is none before
 // the end of the log.
 func ReadFirst(ctx context.Context, cfg config.Kafka, topic string, partition int32, offset int64) (*kgo.Record, error) {
-	opts, err := Opts(cfg)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		topic: {partition: kgo.NewOffset().At(offset)}}), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(200*time.Millisecond))...)
+	cl, err := partitionReader(cfg, topic, partition, offset)
 	if err != nil {
 		return nil, err
 	}

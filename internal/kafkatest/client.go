@@ -42,6 +42,19 @@ func CreateTopic(t testing.TB, env *Env, base string, partitions int32, configs 
 	return name
 }
 
+// SetTopicConfig sets one config of topic, incrementally (a plain AlterConfigs would reset the
+// topic's other settings), failing the test when the broker refuses it.
+func SetTopicConfig(t testing.TB, adm *kadm.Client, topic, name, value string) {
+	t.Helper()
+	resp, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: &value}}, topic)
+	if err == nil {
+		_, err = resp.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatalf("kafkatest: set %s of %s to %s: %v", name, topic, value, err)
+	}
+}
+
 // ConsumeAll reads topic from its start with a new client (extra opts, such
 // as kgo.FetchIsolationLevel(kgo.ReadCommitted()), are appended) until it has
 // at least n records, failing the test at the deadline. It may return more

@@ -112,7 +112,7 @@ func TestRefusedProduceDeadLettered(t *testing.T) {
 	h.consume(h.logTopic(), 1)
 	// Lowered under the running sink: at start it refuses a topic whose max.message.bytes is
 	// below kafka.max_record_bytes, and below that size records are not chunked.
-	setMaxMessageBytes(t, adm, h.logTopic(), "4096")
+	kafkatest.SetTopicConfig(t, adm, h.logTopic(), "max.message.bytes", "4096")
 	h.produce(seed(2, map[string]any{"description": big}), seed(3, nil))
 
 	got := h.consume(h.logTopic(), 2)
@@ -126,7 +126,7 @@ func TestRefusedProduceDeadLettered(t *testing.T) {
 	if n := dltest.CounterSum(t, prom, "walhook_compliance_txn_aborts_total"); n > 10 {
 		t.Fatalf("%v transactions aborted: the refused produce was retried in a loop", n)
 	}
-	setMaxMessageBytes(t, adm, h.logTopic(), "10485760")
+	kafkatest.SetTopicConfig(t, adm, h.logTopic(), "max.message.bytes", "10485760")
 	if n, err := deadletter.Redrive(ctx, kafkatestManual(t, h), e); err != nil || n != 1 {
 		t.Fatalf("redrive: %d, %v", n, err)
 	}
@@ -138,17 +138,4 @@ func TestRefusedProduceDeadLettered(t *testing.T) {
 
 func kafkatestManual(t *testing.T, h *harness) *kgo.Client {
 	return kafkatest.Client(t, h.env, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-}
-
-// setMaxMessageBytes changes only the topic's max.message.bytes (incrementally: a plain
-// AlterConfigs would reset its cleanup policy and retention).
-func setMaxMessageBytes(t *testing.T, adm *kadm.Client, topic, limit string) {
-	t.Helper()
-	resp, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &limit}}, topic)
-	if err == nil {
-		_, err = resp.On(topic, nil)
-	}
-	if err != nil {
-		t.Fatalf("set max.message.bytes of %s to %s: %v", topic, limit, err)
-	}
 }

@@ -191,28 +191,12 @@ func testTenantFairness(t *testing.T, s *servers) {
 	}
 	h.produce(batch...) // the slow tenant's first: a FIFO per host would serve it first
 	h.run()
-	count := func() (slow, fast int) {
-		for _, r := range rcv.Requests() {
-			if strings.HasPrefix(r.Path, "/slow") {
-				slow++
-			} else {
-				fast++
-			}
-		}
-		return slow, fast
-	}
-	kafkatest.Eventually(t, 60*time.Second, func() error {
-		if _, fast := count(); fast < fastTenants*fastEvents {
-			return fmt.Errorf("%d of %d fast tenants' deliveries", fast, fastTenants*fastEvents)
-		}
-		return nil
-	})
-	if slow, _ := count(); slow > slowEvents/2 {
+	if slow := slowRequestsWhenFastDone(t, rcv, fastTenants*fastEvents); slow > slowEvents/2 {
 		t.Errorf("the fast tenants finished only after %d of the slow tenant's %d deliveries had been requested: they waited behind it",
 			slow, slowEvents)
 	}
 	kafkatest.Eventually(t, 60*time.Second, func() error {
-		if slow, _ := count(); slow < slowEvents {
+		if slow, _ := slowAndFast(rcv); slow < slowEvents {
 			return fmt.Errorf("%d of %d slow tenant's deliveries", slow, slowEvents)
 		}
 		return nil
@@ -547,23 +531,7 @@ func testSlowTenantBacklog(t *testing.T, s *servers) {
 	}
 	h.produce(batch...)
 	h.run()
-	count := func() (slow, fast int) {
-		for _, r := range rcv.Requests() {
-			if strings.HasPrefix(r.Path, "/slow") {
-				slow++
-			} else {
-				fast++
-			}
-		}
-		return slow, fast
-	}
-	kafkatest.Eventually(t, 60*time.Second, func() error {
-		if _, fast := count(); fast < fastTenants*fastEvents {
-			return fmt.Errorf("%d of %d fast tenants' deliveries", fast, fastTenants*fastEvents)
-		}
-		return nil
-	})
-	if n, _ := count(); n > slowEvents/2 {
+	if n := slowRequestsWhenFastDone(t, rcv, fastTenants*fastEvents); n > slowEvents/2 {
 		t.Errorf("the fast tenants finished only after %d of the slow tenant's %d deliveries: its backlog held them up", n, slowEvents)
 	}
 	kafkatest.Eventually(t, 90*time.Second, func() error {
@@ -573,7 +541,7 @@ func testSlowTenantBacklog(t *testing.T, s *servers) {
 		return nil
 	})
 	kafkatest.Eventually(t, 20*time.Second, func() error {
-		n, _ := count()
+		n, _ := slowAndFast(rcv)
 		if a := h.attempts(slow.UUID); len(a) != n {
 			return fmt.Errorf("slow tenant: %d attempt records for %d requests", len(a), n)
 		}
@@ -587,4 +555,30 @@ func testSlowTenantBacklog(t *testing.T, s *servers) {
 	if dl := h.deadLetters(); len(dl) != 0 {
 		t.Errorf("%d dead letters, want none", len(dl))
 	}
+}
+
+// slowAndFast counts rcv's requests of the slow tenant (paths /slow…) and of the others.
+func slowAndFast(rcv *webhooktest.Receiver) (slow, fast int) {
+	for _, r := range rcv.Requests() {
+		if strings.HasPrefix(r.Path, "/slow") {
+			slow++
+		} else {
+			fast++
+		}
+	}
+	return slow, fast
+}
+
+// slowRequestsWhenFastDone waits until rcv has fast requests (paths other than /slow…) and
+// returns how many of the slow tenant's requests it had by then.
+func slowRequestsWhenFastDone(t *testing.T, rcv *webhooktest.Receiver, fast int) int {
+	t.Helper()
+	kafkatest.Eventually(t, 60*time.Second, func() error {
+		if _, n := slowAndFast(rcv); n < fast {
+			return fmt.Errorf("%d of %d fast tenants' deliveries", n, fast)
+		}
+		return nil
+	})
+	slow, _ := slowAndFast(rcv)
+	return slow
 }
