@@ -35,7 +35,7 @@ type Options struct {
 	JVMFlags []string
 	// BrokerConfig adds to or overrides the generated server.properties of every node.
 	BrokerConfig map[string]string
-	// StartTimeout bounds Start; 0 means 2 minutes.
+	// StartTimeout bounds Start after the jars are resolved (that runs on ctx alone); 0 means 2 minutes.
 	StartTimeout time.Duration
 	// Log receives one line per lifecycle event (node started, killed); nil discards them.
 	Log func(format string, args ...any)
@@ -88,12 +88,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Nodes != 1 && opts.Nodes != 3 {
 		return nil, fmt.Errorf("apachekafka: Nodes %d: use 1 (one combined node) or 3 (a three-node quorum)", opts.Nodes)
 	}
-	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
-	defer cancel()
+	// Resolving the jars runs on the caller's deadline only: a first run on a fresh machine
+	// downloads them, which must not eat into the time the JVMs get to start (on a loaded
+	// machine three of them need most of StartTimeout).
 	dist, err := Resolve(ctx, opts.Version, opts.CacheDir)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
+	defer cancel()
 	c := &Cluster{opts: opts, dist: dist, dir: opts.Dir}
 	if c.dir == "" {
 		removeStaleDirs()

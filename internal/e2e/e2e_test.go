@@ -191,6 +191,10 @@ func startSystem(t *testing.T, seed uint64) *system {
 				return
 			}
 			dst := filepath.Join(keep, fmt.Sprintf("e2e-%d", seed))
+			if err := os.MkdirAll(keep, 0o755); err != nil {
+				t.Logf("%s: %v", envKeep, err)
+				return
+			}
 			if out, err := exec.Command("cp", "-a", s.dir, dst).CombinedOutput(); err != nil {
 				t.Logf("%s: copy %s to %s: %v: %s", envKeep, s.dir, dst, err, out)
 				return
