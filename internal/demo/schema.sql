@@ -266,9 +266,28 @@ BEGIN
 END;
 $$;
 
+-- past_lifetimes keeps the earlier lifetimes of a subscription that was disabled and enabled
+-- again, as flattened (enabled_lsn, disabled_lsn) pairs, the latest 16: a sink that reads a version
+-- of an earlier lifetime only after the re-enable still delivers it.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'hook' AND table_name = 'subscription' AND column_name = 'past_lifetimes') THEN
+        ALTER TABLE hook.subscription ADD COLUMN past_lifetimes pg_lsn[];
+    END IF;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION hook.subscription_lifetime() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.is_enabled AND NOT OLD.is_enabled
+       AND OLD.enabled_lsn IS NOT NULL AND OLD.disabled_lsn > OLD.enabled_lsn THEN
+        NEW.past_lifetimes := coalesce(OLD.past_lifetimes, '{}') || ARRAY[OLD.enabled_lsn, OLD.disabled_lsn];
+        IF array_length(NEW.past_lifetimes, 1) > 32 THEN
+            NEW.past_lifetimes := NEW.past_lifetimes[array_length(NEW.past_lifetimes, 1) - 31:];
+        END IF;
+    END IF;
     IF TG_OP = 'INSERT' OR (NEW.is_enabled AND NOT OLD.is_enabled) THEN
         NEW.enabled_lsn := pg_current_wal_lsn();
         NEW.disabled_lsn := CASE WHEN NEW.is_enabled THEN NULL ELSE NEW.enabled_lsn END;

@@ -561,7 +561,7 @@ func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot
 }
 
 // match builds a task per subscription of the snapshot's tenant and event type whose lifetime
-// covers the snapshot's commit (lifetimeCovers), and one per recently disabled subscription
+// covers the snapshot's commit (coversCommit), and one per recently disabled subscription
 // that does not, so that the delivery is logged as "disabled target".
 func (s *Sink) match(p *partition, snap *avro.Snapshot) []*task {
 	enabled, disabled := s.idx.match(snap.Tenant, snap.EventType)
@@ -578,12 +578,12 @@ func (s *Sink) match(p *partition, snap *avro.Snapshot) []*task {
 		})
 	}
 	for _, sub := range enabled {
-		if !byLSN || snap.CommitLSN == 0 || snap.CommitLSN > sub.EnabledLSN {
+		if coversCommit(sub, snap.CommitLSN, byLSN) {
 			add(sub)
 		}
 	}
 	for _, sub := range disabled {
-		if !byLSN || snap.CommitLSN == 0 || snap.CommitLSN > sub.EnabledLSN {
+		if coversCommit(sub, snap.CommitLSN, byLSN) {
 			add(sub) // dispatch delivers it when its commit preceded the disable, else logs a disabled target
 		}
 	}

@@ -51,6 +51,23 @@ type Subscription struct {
 	// stopsDelivery); 0 when unset.
 	EnabledLSN  uint64
 	DisabledLSN uint64
+	// PastLifetimes are the earlier (enabled, disabled] LSN ranges of a subscription that was
+	// disabled and enabled again, oldest first (the latest 16, hook.subscription.past_lifetimes).
+	PastLifetimes []Lifetime
+}
+
+// Lifetime is one enabled period of a subscription in the WAL: versions committed after Enabled
+// and not after Disabled.
+type Lifetime struct{ Enabled, Disabled uint64 }
+
+// livedAt: l falls in one of the subscription's earlier lifetimes.
+func (s *Subscription) livedAt(l uint64) bool {
+	for _, p := range s.PastLifetimes {
+		if l > p.Enabled && l <= p.Disabled {
+			return true
+		}
+	}
+	return false
 }
 
 // signer returns the keys the subscription signs with at now.
@@ -87,7 +104,16 @@ func stopsDelivery(sub *Subscription, snap *avro.Snapshot, byLSN bool) bool {
 		return false
 	}
 	l := snap.CommitLSN
+	if byLSN && l != 0 && sub.livedAt(l) {
+		return false
+	}
 	return !byLSN || l == 0 || sub.DisabledLSN == 0 || l > sub.DisabledLSN || disabledBySink(sub.DisabledReason)
+}
+
+// coversCommit: a snapshot committed at l is one the subscription gets (or, disabled, is logged
+// for): after its current enable or inside an earlier lifetime.
+func coversCommit(sub *Subscription, l uint64, byLSN bool) bool {
+	return !byLSN || l == 0 || l > sub.EnabledLSN || sub.livedAt(l)
 }
 
 func disabledBySink(reason string) bool {
@@ -318,16 +344,24 @@ const selectSubscriptions = `SELECT s.id, s.uuid::text, s.application_id, s.tena
 FROM hook.subscription s`
 
 // lifetimeColumns are the subscription's lifetime LSNs as numbers (0 when unset).
-const lifetimeColumns = `coalesce((enabled_lsn - '0/0')::bigint, 0), coalesce((disabled_lsn - '0/0')::bigint, 0)`
+const lifetimeColumns = `coalesce((enabled_lsn - '0/0')::bigint, 0), coalesce((disabled_lsn - '0/0')::bigint, 0),
+	array(SELECT (l - '0/0')::bigint FROM unnest(past_lifetimes) l)`
 
 func scanSubscription(row pgx.Row) (*Subscription, error) {
 	var s Subscription
 	var headers []byte
+	var past []uint64
 	err := row.Scan(&s.ID, &s.UUID, &s.AppID, &s.Tenant, &s.EventType, &s.URL, &s.Method, &headers, &s.Format,
 		&s.Ordered, &s.Enabled, &s.Secret, &s.PreviousSecret, &s.PreviousExpiresAt, &s.FailingSince,
-		&s.DisabledReason, &s.CreatedAt, &s.Oversize, &s.EnabledLSN, &s.DisabledLSN)
+		&s.DisabledReason, &s.CreatedAt, &s.Oversize, &s.EnabledLSN, &s.DisabledLSN, &past)
 	if err != nil {
 		return nil, err
+	}
+	if len(past) >= 2 {
+		s.PastLifetimes = make([]Lifetime, 0, len(past)/2)
+		for i := 0; i+1 < len(past); i += 2 {
+			s.PastLifetimes = append(s.PastLifetimes, Lifetime{Enabled: past[i], Disabled: past[i+1]})
+		}
 	}
 	if s.FailingSince.Unix() == 0 {
 		s.FailingSince = time.Time{}
