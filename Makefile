@@ -62,7 +62,7 @@ lint:
 
 ## build: a static binary in bin/walhook.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/walhook ./cmd/walhook
+	CGO_ENABLED=0 $(GO) build -trimpath -tags nodev -ldflags '$(LDFLAGS)' -o bin/walhook ./cmd/walhook
 
 clean:
 	rm -rf bin .walhook

@@ -22,5 +22,6 @@
 // (TestNoJVMOutlivesItsParent proves it). Nodes can be killed (SIGKILL), restarted on the same
 // data and ports, and paused (SIGSTOP/SIGCONT) for fault tests.
 //
-// This package must not import other walhook packages.
+// It must not import walhook packages other than internal/maven (which resolves the jars) and
+// internal/childproc (which starts the JVMs).
 package apachekafka

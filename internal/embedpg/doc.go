@@ -17,6 +17,6 @@
 // run as the user `nobody`; the data directory is chowned to it and its parent directories are made
 // traversable (o+x) when they are not.
 //
-// This package must not import other walhook packages: everything else depends on it, not the
-// other way round.
+// Everything else depends on it, not the other way round: it must not import walhook packages
+// other than internal/childproc (which starts its postgres children).
 package embedpg

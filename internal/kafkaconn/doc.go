@@ -7,5 +7,6 @@
 // places chunk records (internal/chunked) by their original key; topics it creates get
 // max.message.bytes and existing ones are checked against it (records.go).
 //
-// It imports config, internal/chunked and franz-go only; it must not import any stage package.
+// It imports config, avro (AvroRegistry picks the stages' Avro framing), internal/chunked and franz-go
+// only; it must not import any stage package.
 package kafkaconn

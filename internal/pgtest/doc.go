@@ -17,5 +17,5 @@
 // Crash tests that must kill the server use StartCluster, which always starts an embedded cluster
 // (and skips the test when WALHOOK_TEST_PG_URL is set and no PostgreSQL binaries are installed).
 //
-// pgtest is imported only by tests. It must not import walhook packages other than embedpg.
+// pgtest is imported only by tests. It must not import walhook packages other than internal/embedpg.
 package pgtest
