@@ -113,7 +113,7 @@ func TestSnapshotRootAtomicChunks(t *testing.T) {
 	if p := e.snapProgressOf(); p["incident.timeline"] != nil || !p["incident.instance"].Done || !p["session.instance"].Done {
 		t.Fatalf("progress: timeline %+v, instance %+v, session %+v", p["incident.timeline"], p["incident.instance"], p["session.instance"])
 	}
-	t.Logf("%d writer changes, %d records, %d roots (%d inserted above the upper key %d)", w.ops, len(got), len(roots), above, upper)
+	t.Logf("%d writer changes, %d records, %d roots (%d inserted above the upper key %d)", w.ops.Load(), len(got), len(roots), above, upper)
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,7 +317,7 @@ func TestSnapshotInitialReadsThenStream(t *testing.T) {
 type writer struct {
 	stop chan struct{}
 	done chan error
-	ops  int
+	ops  atomic.Int64 // changes committed so far
 	once sync.Once
 	err  error
 }
@@ -361,7 +362,7 @@ func (e *env) startWriter(seed uint64, maxID int) *writer {
 				w.done <- fmt.Errorf("writer: %.60q: %w", sql, err)
 				return
 			}
-			w.ops++
+			w.ops.Add(1)
 		}
 	}()
 	return w
@@ -401,12 +402,16 @@ func TestSnapshotHandoffWithConcurrentWrites(t *testing.T) {
 	w := e.startWriter(7, 300)
 	r := e.start("a")
 	e.waitActive() // the snapshot is finished
-	time.Sleep(300 * time.Millisecond)
+	// Streamed changes after the handoff too, not only during the snapshot.
+	after := w.ops.Load() + 50
+	kafkatest.Eventually(t, 30*time.Second, func() error {
+		if n := w.ops.Load(); n < after {
+			return fmt.Errorf("the writer made %d changes, want %d", n, after)
+		}
+		return nil
+	})
 	w.halt(t)
 	e.caughtUp()
-	if w.ops < 50 {
-		t.Fatalf("the writer made only %d changes", w.ops)
-	}
 
 	want := e.dbRows()
 	c := e.consume(e.snapTopics()...)
@@ -415,7 +420,7 @@ func TestSnapshotHandoffWithConcurrentWrites(t *testing.T) {
 	if n := len(reads(got, "incident.instance")); n < 250 {
 		t.Fatalf("only %d incidents read", n)
 	}
-	t.Logf("%d writer changes, %d records", w.ops, len(got))
+	t.Logf("%d writer changes, %d records", w.ops.Load(), len(got))
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
