@@ -6,7 +6,7 @@
 // node. It prints rows/s, CPU seconds per million rows of each tool and of the walsender serving
 // it, peak RSS, and the ratios of the project's targets. See docs/benchmarks.md.
 //
-//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2] [-kafka kfake|apache] [-debezium=false]
+//	go run ./internal/bench/cdcbench [-rows 1000000] [-txn 1000] [-runs 2] [-kafka kfake|apache] [-debezium=false] [-cpuprofile DIR]
 //
 // Everything it starts (PostgreSQL, the broker process, walhook) is stopped before it returns.
 package main
@@ -58,7 +58,8 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 2, "measurements of each tool, alternating")
 	flag.StringVar(&o.compression, "compression", "", "override the producer compression (WALHOOK_CDC_COMPRESSION) for walhook")
 	flag.StringVar(&o.bin, "bin", "", "a walhook binary to measure instead of building ./cmd/walhook")
-	flag.StringVar(&o.alt, "alt", "", "a second walhook binary (e.g. a baseline build) measured in the same runs, alternating")
+	flag.StringVar(&o.alt, "alt", "", "more walhook binaries, comma-separated (e.g. a baseline build), measured in the same runs, alternating")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "a directory to write a CPU profile of every walhook run to (SLOT.pprof, e.g. bench_walhook_1.pprof; go tool pprof)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (walhook configs and logs)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "walhook's log level")
 	flag.StringVar(&o.kafka, "kafka", "kfake", "the broker walhook and Debezium write to: kfake (a separate process) or apache (one Apache Kafka node; needs Java 17+ and Maven)")
@@ -75,6 +76,7 @@ func main() {
 type options struct {
 	rows, txnRows, runs int
 	compression         string
+	profileDir          string
 	keep                bool
 	bin, alt            string
 	logLevel            string
@@ -90,6 +92,9 @@ type result struct {
 	walsender time.Duration // user+system CPU of the walsender serving its slot
 	broker    time.Duration // user+system CPU of the broker process (walhook runs)
 	counted   float64       // walhook's own row counter, to cross-check the workload
+	// switches counts the measured process's context switches (voluntary: a thread blocked,
+	// mostly an idle scheduler parking; involuntary: preempted), a gauge of its wake-ups.
+	switches, preempted int64
 }
 
 func run(ctx context.Context, o options) error {
@@ -137,8 +142,12 @@ func run(ctx context.Context, o options) error {
 	}
 	defer db.Close(context.Background())
 	kinds := []string{"bench_recv_", "bench_walhook_"}
+	var alts []string
 	if o.alt != "" {
-		kinds = append(kinds, "bench_alt_")
+		alts = strings.Split(o.alt, ",")
+	}
+	for j := range alts {
+		kinds = append(kinds, fmt.Sprintf("bench_alt%d_", j+1))
 	}
 	var dz *debezium
 	if o.debezium {
@@ -166,7 +175,8 @@ func run(ctx context.Context, o options) error {
 	_ = db.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'bench_recv_1'`, end).Scan(&walBytes)
 	step(fmt.Sprintf("generated in %v; end LSN %s, %.0f MiB of WAL", time.Since(genStart).Round(time.Millisecond), end, float64(walBytes)/(1<<20)))
 
-	var recvRes, whRes, altRes []result
+	var recvRes, whRes []result
+	altRes := make([][]result, len(alts))
 	dbzRes := map[string][]result{}
 	for i := 1; i <= o.runs; i++ {
 		step(fmt.Sprintf("run %d/%d: pg_recvlogical", i, o.runs))
@@ -182,8 +192,8 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		whRes = append(whRes, r)
-		step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v (broker %v), walhook counted %.0f rows", r.elapsed.Round(time.Millisecond),
-			float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond), r.counted))
+		step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v (broker %v), %d+%d context switches, walhook counted %.0f rows", r.elapsed.Round(time.Millisecond),
+			float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond), r.switches, r.preempted, r.counted))
 		if r.counted != 0 && int(r.counted) != rows {
 			return fmt.Errorf("walhook counted %.0f row changes, the workload has %d", r.counted, rows)
 		}
@@ -200,21 +210,21 @@ func run(ctx context.Context, o options) error {
 			step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v, walsender %v", r.elapsed.Round(time.Millisecond),
 				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.walsender.Round(time.Millisecond)))
 		}
-		if o.alt != "" {
-			step(fmt.Sprintf("run %d/%d: alternative walhook %s", i, o.runs, o.alt))
-			r, err = measureWalhook(ctx, db, o.alt, work, url, fmt.Sprintf("bench_alt_%d", i), end, o)
+		for j, alt := range alts {
+			step(fmt.Sprintf("run %d/%d: alternative walhook %s", i, o.runs, alt))
+			r, err = measureWalhook(ctx, db, alt, work, url, fmt.Sprintf("bench_alt%d_%d", j+1, i), end, o)
 			if err != nil {
 				return err
 			}
-			altRes = append(altRes, r)
-			step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v (broker %v)", r.elapsed.Round(time.Millisecond),
-				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond)))
+			altRes[j] = append(altRes[j], r)
+			step(fmt.Sprintf("  %v, %.0f rows/s, peak RSS %.0f MiB, CPU %v (broker %v), %d+%d context switches", r.elapsed.Round(time.Millisecond),
+				float64(rows)/r.elapsed.Seconds(), float64(r.rssKiB)/1024, r.cpu.Round(time.Millisecond), r.broker.Round(time.Millisecond), r.switches, r.preempted))
 		}
 	}
 	report(rows, o.txnRows, o.kafka, recvRes, whRes, dbzRes)
-	if len(altRes) > 0 {
-		fmt.Printf("alternative binary %s:\n", o.alt)
-		report(rows, o.txnRows, o.kafka, recvRes, altRes, nil)
+	for j, alt := range alts {
+		fmt.Printf("alternative binary %s:\n", alt)
+		report(rows, o.txnRows, o.kafka, recvRes, altRes[j], nil)
 	}
 	return nil
 }
@@ -257,9 +267,9 @@ func report(rows, txnRows int, kafka string, recv, wh []result, dbz map[string][
 		fmt.Printf("  ratio walhook / Debezium %-8s peak RSS   %6.2f  (target <= 0.25)\n", n, float64(peak(wh))/float64(peak(dbz[n])))
 	}
 	for i := range recv {
-		fmt.Printf("  run %d: pg_recvlogical %.0f rows/s (CPU %.1fs, walsender %.1fs); walhook %.0f rows/s (CPU %.1fs, walsender %.1fs, broker %.1fs, RSS %.0f MiB); ratio %.2f", i+1,
-			rate(recv[i]), recv[i].cpu.Seconds(), recv[i].walsender.Seconds(), rate(wh[i]), wh[i].cpu.Seconds(), wh[i].walsender.Seconds(),
-			wh[i].broker.Seconds(), float64(wh[i].rssKiB)/1024, rate(wh[i])/rate(recv[i]))
+		fmt.Printf("  run %d: pg_recvlogical %.0f rows/s (CPU %.2fs, walsender %.2fs, %d context switches); walhook %.0f rows/s (CPU %.2fs, walsender %.2fs, broker %.2fs, RSS %.0f MiB, %d context switches); ratio %.2f", i+1,
+			rate(recv[i]), recv[i].cpu.Seconds(), recv[i].walsender.Seconds(), recv[i].switches+recv[i].preempted, rate(wh[i]), wh[i].cpu.Seconds(), wh[i].walsender.Seconds(),
+			wh[i].broker.Seconds(), float64(wh[i].rssKiB)/1024, wh[i].switches+wh[i].preempted, rate(wh[i])/rate(recv[i]))
 		for _, n := range names {
 			if i < len(dbz[n]) {
 				d := dbz[n][i]
@@ -353,16 +363,19 @@ func measureRecvlogical(ctx context.Context, bin, url, slot, end string) (result
 		sampler.stop()
 		return result{}, fmt.Errorf("pg_recvlogical: %v: %s", err, stderr.String())
 	}
-	return result{elapsed: time.Since(start), rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState), walsender: sampler.stop()}, nil
+	r := result{elapsed: time.Since(start), walsender: sampler.stop()}
+	r.fromRusage(cmd.ProcessState)
+	return r, nil
 }
 
 func cpuTime(ps *os.ProcessState) time.Duration { return ps.UserTime() + ps.SystemTime() }
 
-func maxrss(ps *os.ProcessState) int64 {
+// fromRusage fills the CPU, peak RSS and context switches of the exited process ps.
+func (r *result) fromRusage(ps *os.ProcessState) {
+	r.cpu = cpuTime(ps)
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return int64(ru.Maxrss)
+		r.rssKiB, r.switches, r.preempted = ru.Maxrss, ru.Nvcsw, ru.Nivcsw
 	}
-	return 0
 }
 
 // measureWalhook starts a broker process, then `walhook cdc`, and times walhook from its start
@@ -413,6 +426,9 @@ log:
 	cmd.Env = os.Environ()
 	if o.compression != "" {
 		cmd.Env = append(cmd.Env, "WALHOOK_CDC_COMPRESSION="+o.compression)
+	}
+	if o.profileDir != "" { // cmd/walhook/process.go startProfiles; written when walhook exits
+		cmd.Env = append(cmd.Env, "WALHOOK_CPUPROFILE="+filepath.Join(o.profileDir, slot+".pprof"))
 	}
 	var counted float64
 	tr, err := timedRun(ctx, cmd, "walhook cdc", logPath, url, slot, 30*time.Minute, func() (bool, error) {
@@ -609,5 +625,7 @@ func timedRun(ctx context.Context, cmd *exec.Cmd, name, logPath, pgURL, slot str
 	case <-time.After(30 * time.Second):
 		kill()
 	}
-	return result{elapsed: elapsed, rssKiB: maxrss(cmd.ProcessState), cpu: cpuTime(cmd.ProcessState), walsender: walsender}, nil
+	r := result{elapsed: elapsed, walsender: walsender}
+	r.fromRusage(cmd.ProcessState)
+	return r, nil
 }
