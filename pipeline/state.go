@@ -124,7 +124,13 @@ type pending struct {
 	Existed        bool   `json:"existed,omitempty"`
 }
 
-func encodeState(s *rootState) ([]byte, error) { return json.Marshal(s) }
+func encodeState(s *rootState) ([]byte, error) {
+	b, err := appendState(make([]byte, 0, 512), s)
+	if err != nil {
+		return nil, fmt.Errorf("encode root state: %w", err)
+	}
+	return b, nil
+}
 
 func decodeState(b []byte) (*rootState, error) {
 	s := &rootState{}
