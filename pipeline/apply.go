@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/walhook/walhook/avro"
 )
@@ -146,4 +147,21 @@ func finishTxn(rm *rootModel, s *rootState, end avro.TxnEnd) outcome {
 }
 
 // lsnText formats an LSN the PostgreSQL way ("16/B374D848").
-func lsnText(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+func lsnText(lsn uint64) string {
+	b := make([]byte, 0, 17)
+	b = appendUpperHex(b, lsn>>32)
+	b = append(b, '/')
+	return string(appendUpperHex(b, uint64(uint32(lsn))))
+}
+
+// appendUpperHex appends v in upper-case hexadecimal, as %X does.
+func appendUpperHex(b []byte, v uint64) []byte {
+	start := len(b)
+	b = strconv.AppendUint(b, v, 16)
+	for i := start; i < len(b); i++ {
+		if c := b[i]; c >= 'a' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return b
+}

@@ -101,10 +101,20 @@ type fakeCDC struct {
 	roots   map[string]*config.Root // table → root it belongs to (nil for a reference table)
 	lsn     uint64
 	xid     uint32
+	// The marker schemas, parsed once: parsing them per transaction cost the benchmarks more
+	// CPU than the stage they measure.
+	endSchema, wmSchema *avro.Schema
 }
 
 func newFakeCDC(t testing.TB, env *kafkatest.Env, cfg *config.Config, reg avro.Registry, tables map[string][]col) *fakeCDC {
 	f := &fakeCDC{t: t, cfg: cfg, reg: reg, schemas: map[string]*avro.ChangeSchema{}, roots: map[string]*config.Root{}, lsn: 0x1000000, xid: 700}
+	var err error
+	if f.endSchema, err = avro.ParseSchema(avro.TxnEndSchema()); err != nil {
+		t.Fatalf("txn-end schema: %v", err)
+	}
+	if f.wmSchema, err = avro.ParseSchema(avro.WatermarkSchema()); err != nil {
+		t.Fatalf("watermark schema: %v", err)
+	}
 	byKey := kgo.StickyKeyPartitioner(nil)
 	f.cl = kafkatest.Client(t, env, kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
 		keyed := byKey.ForTopic(topic)
@@ -245,18 +255,16 @@ func (f *fakeCDC) records(lsn uint64, xid uint32, changes ...change) []*kgo.Reco
 		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(c.key), Value: f.framed(topic, cs.Schema(), body),
 			Headers: headers("change", c.table, c.op.String(), lsn)})
 	}
-	endSchema, _ := avro.ParseSchema(avro.TxnEndSchema())
 	for _, rk := range order {
 		topic := f.cfg.Kafka.ChangeTopic(*rk.root)
 		body := avro.AppendTxnEnd(nil, avro.TxnEnd{Table: rk.root.Table, RootKey: rk.key, CommitLSN: lsn, Xid: xid, CommitTime: ctime, Rows: rows[rk]})
-		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(rk.key), Value: f.framed(topic, endSchema, body),
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(rk.key), Value: f.framed(topic, f.endSchema, body),
 			Headers: headers("txn-end", rk.root.Table, "", lsn)})
 	}
 	return append(recs, f.watermarks(lsn, ctime)...)
 }
 
 func (f *fakeCDC) watermarks(lsn uint64, at time.Time) []*kgo.Record {
-	wmSchema, _ := avro.ParseSchema(avro.WatermarkSchema())
 	var recs []*kgo.Record
 	seen := map[string]bool{}
 	for _, r := range f.cfg.Model.Roots {
@@ -268,7 +276,7 @@ func (f *fakeCDC) watermarks(lsn uint64, at time.Time) []*kgo.Record {
 			seen[topic] = true
 			for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
 				body := avro.AppendWatermark(nil, avro.Watermark{CommitLSN: lsn, Time: at})
-				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte("\x00watermark"), Value: f.framed(topic, wmSchema, body),
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte("\x00watermark"), Value: f.framed(topic, f.wmSchema, body),
 					Headers: headers("watermark", ref.Table, "", lsn)})
 			}
 		}

@@ -17,89 +17,97 @@ import (
 const tsLayout = "2006-01-02T15:04:05.000Z"
 
 // jsonValue renders one decoded column value the way the contract's payloads show it.
-func jsonValue(v any) json.RawMessage {
+func jsonValue(v any) json.RawMessage { return appendJSONValue(nil, v) }
+
+// appendJSONValue appends jsonValue(v) to dst: a row's values are rendered into one buffer
+// (rowFrom), not one allocation each.
+func appendJSONValue(dst []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
-		return json.RawMessage("null")
+		return append(dst, "null"...)
 	case bool:
-		return json.RawMessage(strconv.FormatBool(x))
+		return strconv.AppendBool(dst, x)
 	case int32:
-		return json.RawMessage(strconv.FormatInt(int64(x), 10))
+		return strconv.AppendInt(dst, int64(x), 10)
 	case int64:
-		return json.RawMessage(strconv.FormatInt(x, 10))
+		return strconv.AppendInt(dst, x, 10)
 	case int:
-		return json.RawMessage(strconv.Itoa(x))
+		return strconv.AppendInt(dst, int64(x), 10)
 	case float32:
-		return floatJSON(float64(x), 32)
+		return appendFloatJSON(dst, float64(x), 32)
 	case float64:
-		return floatJSON(x, 64)
+		return appendFloatJSON(dst, x, 64)
 	case string:
-		return quote(x)
+		return appendQuoted(dst, x)
 	case avro.Decimal:
 		if _, err := strconv.ParseFloat(string(x), 64); err != nil || !json.Valid([]byte(x)) {
-			return quote(string(x)) // NaN, ±Infinity
+			return appendQuoted(dst, string(x)) // NaN, ±Infinity
 		}
-		return json.RawMessage(x)
+		return append(dst, x...)
 	case time.Time:
 		if avro.IsInfiniteTime(x) {
 			if x.UnixMicro() > 0 {
-				return quote("infinity")
+				return append(dst, `"infinity"`...)
 			}
-			return quote("-infinity")
+			return append(dst, `"-infinity"`...)
 		}
-		return quote(x.UTC().Format(tsLayout))
+		dst = append(dst, '"')
+		dst = x.UTC().AppendFormat(dst, tsLayout)
+		return append(dst, '"')
 	case avro.Date:
-		return quote(x.String())
+		return appendQuoted(dst, x.String())
 	case avro.TimeOfDay:
-		return quote(x.String())
+		return appendQuoted(dst, x.String())
 	case avro.JSON:
 		if len(x) == 0 || !json.Valid(x) {
-			return json.RawMessage("null")
+			return append(dst, "null"...)
 		}
-		return compact(x)
+		return append(dst, compact(x)...)
 	case []byte:
-		return quote(`\x` + hex.EncodeToString(x))
+		dst = append(dst, `"\\x`...)
+		dst = hex.AppendEncode(dst, x)
+		return append(dst, '"')
 	case []any:
-		var b bytes.Buffer
-		b.WriteByte('[')
+		dst = append(dst, '[')
 		for i, e := range x {
 			if i > 0 {
-				b.WriteByte(',')
+				dst = append(dst, ',')
 			}
-			b.Write(jsonValue(e))
+			dst = appendJSONValue(dst, e)
 		}
-		b.WriteByte(']')
-		return b.Bytes()
+		return append(dst, ']')
 	default:
 		out, err := json.Marshal(x)
 		if err != nil {
-			return quote(fmt.Sprint(x))
+			return appendQuoted(dst, fmt.Sprint(x))
 		}
-		return out
+		return append(dst, out...)
 	}
 }
 
-func floatJSON(f float64, bits int) json.RawMessage {
+func appendFloatJSON(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return quote(strconv.FormatFloat(f, 'g', -1, bits))
+		return appendQuoted(dst, strconv.FormatFloat(f, 'g', -1, bits))
 	}
-	return json.RawMessage(strconv.FormatFloat(f, 'g', -1, bits))
+	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
 
 // quote is a JSON string without Go's HTML escaping: a receiver compares the text it gets with
 // what its database holds, and "<b>" should read as "<b>", not "\u003cb\u003e".
-func quote(s string) json.RawMessage {
+func quote(s string) json.RawMessage { return appendQuoted(nil, s) }
+
+// appendQuoted appends quote(s) to dst.
+func appendQuoted(dst []byte, s string) []byte {
 	if plainASCII(s) { // nothing to escape: the common case, without an encoder
-		b := make([]byte, 0, len(s)+2)
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return append(dst, bytes.TrimSuffix(b.Bytes(), []byte("\n"))...)
 }
 
 // plainASCII reports whether s is printable ASCII without '"' or '\\': JSON text as it is.
@@ -123,6 +131,11 @@ func compact(j []byte) json.RawMessage {
 // keyText is the text of a key value as the record key carries it: a JSON string unquoted, any
 // other JSON value as written.
 func keyText(raw json.RawMessage) string {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		if inner := raw[1 : len(raw)-1]; plainASCII(string(inner)) {
+			return string(inner) // nothing escaped: the text between the quotes, without a decoder
+		}
+	}
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
@@ -252,7 +265,13 @@ func field(b *bytes.Buffer, n int, name string) int {
 	if n > 0 {
 		b.WriteByte(',')
 	}
-	b.Write(quote(name))
+	if plainASCII(name) {
+		b.WriteByte('"')
+		b.WriteString(name)
+		b.WriteByte('"')
+	} else {
+		b.Write(quote(name))
+	}
 	b.WriteByte(':')
 	return n + 1
 }

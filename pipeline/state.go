@@ -41,6 +41,10 @@ func (r *row) mustGet(col string) json.RawMessage {
 func rowFrom(img *avro.Row, unchanged []string, prev *row) *row {
 	r := &row{Cols: make([]string, len(img.Columns)), Vals: make([]json.RawMessage, len(img.Columns))}
 	copy(r.Cols, img.Columns)
+	// Every value is rendered into one buffer and sliced from it (capacity capped, so that no
+	// value can grow into the next): one allocation per row instead of one per value. A value
+	// rendered after the buffer grew lives in the new one; the earlier ones keep the old.
+	buf := make([]byte, 0, 16*len(img.Columns))
 	for i, c := range img.Columns {
 		if len(unchanged) > 0 && contains(unchanged, c) {
 			if v, ok := prev.get(c); ok {
@@ -48,7 +52,9 @@ func rowFrom(img *avro.Row, unchanged []string, prev *row) *row {
 				continue
 			}
 		}
-		r.Vals[i] = jsonValue(img.Values[i])
+		start := len(buf)
+		buf = appendJSONValue(buf, img.Values[i])
+		r.Vals[i] = buf[start:len(buf):len(buf)]
 	}
 	return r
 }
@@ -118,7 +124,13 @@ type pending struct {
 	Existed        bool   `json:"existed,omitempty"`
 }
 
-func encodeState(s *rootState) ([]byte, error) { return json.Marshal(s) }
+func encodeState(s *rootState) ([]byte, error) {
+	b, err := appendState(make([]byte, 0, 512), s)
+	if err != nil {
+		return nil, fmt.Errorf("encode root state: %w", err)
+	}
+	return b, nil
+}
 
 func decodeState(b []byte) (*rootState, error) {
 	s := &rootState{}

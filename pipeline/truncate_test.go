@@ -513,12 +513,11 @@ func (f *fakeCDC) truncateRecords(lsn uint64, xid uint32, table string) []*kgo.R
 // truncates are the truncate records of table at lsn, one per partition.
 func (f *fakeCDC) truncates(lsn uint64, table string) []*kgo.Record {
 	topic := f.cfg.Kafka.ChangeTopic(*f.roots[table])
-	wmSchema, _ := avro.ParseSchema(avro.WatermarkSchema())
 	at := time.Date(2026, 2, 3, 11, 15, 0, 0, time.UTC)
 	var recs []*kgo.Record
 	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
 		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte("walhook.truncate." + lsnText(lsn)), Headers: headers("truncate", table, "", lsn),
-			Value: f.framed(topic, wmSchema, avro.AppendWatermark(nil, avro.Watermark{CommitLSN: lsn, Time: at}))})
+			Value: f.framed(topic, f.wmSchema, avro.AppendWatermark(nil, avro.Watermark{CommitLSN: lsn, Time: at}))})
 	}
 	return recs
 }
@@ -527,14 +526,13 @@ func (f *fakeCDC) truncates(lsn uint64, table string) []*kgo.Record {
 // transaction's reference watermarks.
 func (f *fakeCDC) truncateEnds(lsn uint64, xid uint32, root *config.Root) []*kgo.Record {
 	topic := f.cfg.Kafka.ChangeTopic(*root)
-	endSchema, _ := avro.ParseSchema(avro.TxnEndSchema())
 	at := time.Date(2026, 2, 3, 11, 15, 0, 0, time.UTC)
 	key := []byte("walhook.truncate." + lsnText(lsn))
 	var recs []*kgo.Record
 	for p := int32(0); p < f.cfg.Kafka.Partitions; p++ {
 		body := avro.AppendTxnEnd(nil, avro.TxnEnd{Table: root.Table, CommitLSN: lsn, Xid: xid, CommitTime: at})
 		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: key, Headers: headers("truncate-end", root.Table, "", lsn),
-			Value: f.framed(topic, endSchema, body)})
+			Value: f.framed(topic, f.endSchema, body)})
 	}
 	return append(recs, f.watermarks(lsn, at)...)
 }
