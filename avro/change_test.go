@@ -2,9 +2,11 @@ package avro
 
 import (
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/linkedin/goavro/v2"
 )
@@ -234,5 +236,38 @@ func TestDecoderCache(t *testing.T) {
 	}
 	if _, err := c.Decoder(`{"type":"record","name":"X","fields":[]}`); err == nil {
 		t.Error("foreign schema accepted")
+	}
+}
+
+// DecodeShared decodes what Decode does; its large text values are the body's bytes, small ones
+// copies.
+func TestDecodeSharedAliasesLargeText(t *testing.T) {
+	s, _ := NewChangeSchema(incidentTable())
+	after := incidentRow()
+	big := strings.Repeat("d", SharedTextMin)
+	after[2] = text(big)
+	body, err := s.AppendChange(nil, ChangeHeader{Op: OpCreate}, nil, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewChangeDecoder(s.JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := d.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.DecodeShared(body)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("DecodeShared = %+v, %v; Decode = %+v", got, err, want)
+	}
+	inBody := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		start := uintptr(unsafe.Pointer(&body[0]))
+		return p >= start && p < start+uintptr(len(body))
+	}
+	if !inBody(got.After.Values[2].(string)) || inBody(got.After.Values[1].(string)) || inBody(want.After.Values[2].(string)) {
+		t.Fatal("DecodeShared must alias the large text only, Decode nothing")
 	}
 }

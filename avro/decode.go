@@ -238,8 +238,20 @@ func DecodeChange(schemaJSON string, body []byte) (*Change, error) {
 
 // Decode decodes one change body. Errors wrap ErrTruncated or ErrCorrupt
 // and name the record and byte offset.
-func (d *ChangeDecoder) Decode(body []byte) (*Change, error) {
-	r := reader{buf: body}
+func (d *ChangeDecoder) Decode(body []byte) (*Change, error) { return d.decode(reader{buf: body}) }
+
+// SharedTextMin is the length from which DecodeShared's text values alias the body.
+const SharedTextMin = 64 << 10
+
+// DecodeShared decodes like Decode, except that text values of SharedTextMin bytes or more are
+// strings over body's bytes instead of copies: for a caller that renders each value at once and
+// keeps nothing of the Change (the bubble-up stage), a large value is not copied one more time.
+// body must not change while the Change is in use.
+func (d *ChangeDecoder) DecodeShared(body []byte) (*Change, error) {
+	return d.decode(reader{buf: body, shareText: SharedTextMin})
+}
+
+func (d *ChangeDecoder) decode(r reader) (*Change, error) {
 	c := &Change{}
 	for _, f := range d.fields {
 		d.decodeTop(&r, f, c)
@@ -338,7 +350,7 @@ func decodeValue(r *reader, t *colType) any {
 	case kArray:
 		return decodeArray(r, t.elem)
 	default:
-		return r.string()
+		return r.text()
 	}
 }
 

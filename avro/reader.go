@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // ErrTruncated and ErrCorrupt classify undecodable bodies.
@@ -19,6 +20,8 @@ type reader struct {
 	buf []byte
 	off int
 	err error
+	// shareText, when above 0, is the length from which text aliases buf (DecodeShared).
+	shareText int
 }
 
 func (r *reader) fail(err error) {
@@ -78,6 +81,16 @@ func (r *reader) bytes() []byte {
 }
 
 func (r *reader) string() string { return string(r.bytes()) }
+
+// text is a text value: a copy, or with shareText a string over buf's bytes when it is that
+// long or longer.
+func (r *reader) text() string {
+	b := r.bytes()
+	if r.shareText > 0 && len(b) >= r.shareText {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return string(b)
+}
 
 func (r *reader) boolean() bool {
 	b := r.next(1)

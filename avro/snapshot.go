@@ -62,6 +62,14 @@ func SnapshotSchema() string { return snapshotSchema }
 
 // AppendSnapshot appends the Avro body of s. It does not allocate when dst has room.
 func AppendSnapshot(dst []byte, s Snapshot) []byte {
+	return append(AppendSnapshotHead(dst, s, len(s.Payload)), s.Payload...)
+}
+
+// AppendSnapshotHead appends the Avro body of s up to its payload's bytes: every field before
+// the payload and the payload's length, payloadLen (s.Payload is not used). A writer that builds
+// a large payload in place, in the buffer of the record value, writes the head in front of it
+// once the payload's length is known (the payload is the schema's last field).
+func AppendSnapshotHead(dst []byte, s Snapshot, payloadLen int) []byte {
 	dst = appendString(dst, s.RootType)
 	dst = appendString(dst, s.EventPrefix)
 	dst = appendString(dst, s.Key)
@@ -71,18 +79,28 @@ func AppendSnapshot(dst []byte, s Snapshot) []byte {
 	dst = appendLong(dst, s.Version)
 	dst = appendLong(dst, int64(s.CommitLSN))
 	dst = appendLong(dst, s.CommitTime.UnixMicro())
-	return appendBytes(dst, s.Payload)
+	return appendLong(dst, int64(payloadLen))
 }
 
 // DecodeSnapshot decodes a body written by AppendSnapshot. The result does not alias body.
-func DecodeSnapshot(body []byte) (Snapshot, error) {
+func DecodeSnapshot(body []byte) (Snapshot, error) { return decodeSnapshot(body, false) }
+
+// DecodeSnapshotShared decodes like DecodeSnapshot, except that the payload is body's bytes,
+// not a copy: for a body that is the caller's own and as large as its payload (a record
+// reassembled from chunks), so that a large snapshot is in memory once. body must not change
+// while the Snapshot is in use.
+func DecodeSnapshotShared(body []byte) (Snapshot, error) { return decodeSnapshot(body, true) }
+
+func decodeSnapshot(body []byte, shared bool) (Snapshot, error) {
 	r := reader{buf: body}
 	s := Snapshot{RootType: r.string(), EventPrefix: r.string(), Key: r.string(), Tenant: r.string(), EventType: r.string()}
 	verb := r.long()
 	s.Version = r.long()
 	s.CommitLSN = uint64(r.long())
 	s.CommitTime = microsToTime(r.long())
-	s.Payload = append([]byte(nil), r.bytes()...)
+	if s.Payload = r.bytes(); !shared {
+		s.Payload = append([]byte(nil), s.Payload...)
+	}
 	if err := r.finish(); err != nil {
 		return Snapshot{}, fmt.Errorf("avro: decoding Snapshot: %w", err)
 	}

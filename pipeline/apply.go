@@ -59,7 +59,7 @@ func applyRow(rm *rootModel, t *tableModel, key string, s *rootState, c *avro.Ch
 			if c.After == nil {
 				return fmt.Errorf("%s of root %s key %q at LSN %s has no row image", c.Op, c.Table, key, lsnText(c.CommitLSN))
 			}
-			s.Root = rowFrom(c.After, c.Unchanged, s.Root)
+			s.Root = rowFrom(t, c.After, c.Unchanged, s.Root)
 			s.Gone = false
 		}
 		return nil
@@ -96,7 +96,7 @@ func applyRow(rm *rootModel, t *tableModel, key string, s *rootState, c *avro.Ch
 		rows = map[string]*row{}
 		s.Subs[t.table] = rows
 	}
-	rows[childKey] = rowFrom(img, c.Unchanged, rows[childKey])
+	rows[childKey] = rowFrom(t, img, c.Unchanged, rows[childKey])
 	return nil
 }
 

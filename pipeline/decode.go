@@ -104,7 +104,9 @@ func (d *decoder) decode(ctx context.Context, rec *kgo.Record) (input, error) {
 			}
 			d.changes[schemaJSON] = cd
 		}
-		c, err := cd.Decode(body)
+		// Shared: the values are rendered into the state at once (rowFrom), so a large text
+		// value is copied from the record once.
+		c, err := cd.DecodeShared(body)
 		if err != nil {
 			return input{}, fmt.Errorf("decode change of table %s at LSN %s: %w", header(rec, headerTable), header(rec, headerLSN), err)
 		}

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
@@ -34,6 +36,19 @@ type tableModel struct {
 	sub        *config.Subordinate
 	depth      int // 0 for the root, 1 for its direct subordinates
 	children   []*tableModel
+	// cols is the column list of the rows last built (rowFrom): the rows of a table share it
+	// instead of each holding a copy. Partition workers build rows concurrently.
+	cols atomic.Pointer[[]string]
+}
+
+// columns returns cols, or t's shared list when it is equal to it.
+func (t *tableModel) columns(cols []string) []string {
+	if last := t.cols.Load(); last != nil && slices.Equal(*last, cols) {
+		return *last
+	}
+	own := slices.Clone(cols)
+	t.cols.Store(&own)
+	return own
 }
 
 func compileRoots(m *config.Model, k config.Kafka) ([]*rootModel, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/walhook/walhook/avro"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/chunked"
 	"github.com/walhook/walhook/internal/deadletter"
 )
 
@@ -145,6 +146,12 @@ func (w *partWorker) process(ctx context.Context, recs []*kgo.Record) batchResul
 		if err != nil {
 			return batchResult{err: fmt.Errorf("root %s partition %d offset %d key %q: %w", w.rm.cfg.Table, w.partition, rec.Offset, rec.Key, err)}
 		}
+		if chunked.Reassembled(rec) {
+			// Applied: the state has the value now, and the snapshot soon. Holding the record's
+			// (large) value until the transaction ends would keep a third copy of it; an aborted
+			// transaction reads the record again from Kafka.
+			rec.Value = nil
+		}
 		for _, snap := range out[n:] {
 			snaps[header(snap, headerEventType)]++
 		}
@@ -244,7 +251,8 @@ func (w *partWorker) emit(ctx context.Context, key string, st *rootState, verb a
 		}
 		return r.v.project(w.rm.refCols[j])
 	}
-	bare := payloadBuilder{rm: w.rm, refs: refs}.build(key, st)
+	pb := payloadBuilder{rm: w.rm, refs: refs}
+	pl := pb.plan(st)
 	if lookupErr != nil {
 		return nil, fmt.Errorf("snapshot v%d at LSN %s: %w", st.Version, lsnText(lsn), lookupErr)
 	}
@@ -253,20 +261,26 @@ func (w *partWorker) emit(ctx context.Context, key string, st *rootState, verb a
 			return nil, err
 		}
 	}
-	payload := bare
-	if w.rm.cfg.SnapshotForm == "old_new" {
-		payload = oldNew(st.Last, bare)
-		st.Last = bare
-	}
 	snap := avro.Snapshot{
 		RootType: w.rm.cfg.Table, EventPrefix: w.rm.cfg.EventPrefix, Key: key,
 		Tenant: keyText(st.Root.mustGet(w.rm.cfg.TenantColumn)), EventType: w.rm.eventType(verb),
-		Verb: verb, Version: st.Version, CommitLSN: lsn, CommitTime: at, Payload: payload,
+		Verb: verb, Version: st.Version, CommitLSN: lsn, CommitTime: at,
 	}
 	if snap.Tenant == "null" {
 		snap.Tenant = ""
 	}
-	return w.s.snapshotRecord(ctx, w.rm, snap)
+	if w.rm.cfg.SnapshotForm == "old_new" {
+		bare := pb.appendTo(make([]byte, 0, pl.bound), key, st, pl)
+		snap.Payload = oldNew(st.Last, bare)
+		st.Last = bare
+		return w.s.snapshotRecord(ctx, w.rm, snap)
+	}
+	// The bare payload is written straight into the record value: one copy of it.
+	prefix, err := w.s.reg.Prefix(ctx, w.rm.snapshotTopic, w.s.snapSchema)
+	if err != nil {
+		return nil, fmt.Errorf("register snapshot schema for %s: %w", w.rm.snapshotTopic, err)
+	}
+	return snapshotRecordOf(w.rm, snap, pb.snapshotValue(prefix, snap, key, st, pl)), nil
 }
 
 func (w *partWorker) refTables() []string {
@@ -360,6 +374,11 @@ func (s *Stage) snapshotRecord(ctx context.Context, rm *rootModel, snap avro.Sna
 		return nil, fmt.Errorf("register snapshot schema for %s: %w", rm.snapshotTopic, err)
 	}
 	value := avro.AppendSnapshot(append(make([]byte, 0, len(prefix)+len(snap.Payload)+128), prefix...), snap)
+	return snapshotRecordOf(rm, snap, value), nil
+}
+
+// snapshotRecordOf is the snapshot record of snap with its framed value.
+func snapshotRecordOf(rm *rootModel, snap avro.Snapshot, value []byte) *kgo.Record {
 	return &kgo.Record{
 		Topic: rm.snapshotTopic, Key: []byte(snap.Key), Value: value, Timestamp: time.Now(),
 		Headers: []kgo.RecordHeader{
@@ -367,5 +386,5 @@ func (s *Stage) snapshotRecord(ctx context.Context, rm *rootModel, snap avro.Sna
 			{Key: headerVersion, Value: []byte(strconv.FormatInt(snap.Version, 10))},
 			{Key: headerTenant, Value: []byte(snap.Tenant)},
 		},
-	}, nil
+	}
 }

@@ -108,11 +108,11 @@ func sampleState(t testing.TB) *rootState {
 		}
 		return r
 	}
-	st := &rootState{Version: 7, Applied: 0x1000, Root: rowFrom(img("incident.instance", seedIncident()), nil, nil),
+	st := &rootState{Version: 7, Applied: 0x1000, Root: rowFrom(&tableModel{}, img("incident.instance", seedIncident()), nil, nil),
 		Subs: map[string]map[string]*row{"incident.timeline": {}}}
 	for i := range 3 {
 		k := strconv.Itoa(i)
-		st.Subs["incident.timeline"][k] = rowFrom(img("incident.timeline", map[string]string{"id": k, "incident_instance_id": "1",
+		st.Subs["incident.timeline"][k] = rowFrom(&tableModel{}, img("incident.timeline", map[string]string{"id": k, "incident_instance_id": "1",
 			"action": "COMMENTED", "description": "Auto-escalated after 5 minutes without face detection."}), nil, nil)
 	}
 	return st

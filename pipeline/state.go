@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
 
 	"github.com/walhook/walhook/avro"
 )
@@ -37,14 +39,15 @@ func (r *row) mustGet(col string) json.RawMessage {
 }
 
 // rowFrom renders a decoded row image. Columns listed in unchanged (unchanged TOAST) keep their
-// value from prev.
-func rowFrom(img *avro.Row, unchanged []string, prev *row) *row {
-	r := &row{Cols: make([]string, len(img.Columns)), Vals: make([]json.RawMessage, len(img.Columns))}
-	copy(r.Cols, img.Columns)
-	// Every value is rendered into one buffer and sliced from it (capacity capped, so that no
-	// value can grow into the next): one allocation per row instead of one per value. A value
-	// rendered after the buffer grew lives in the new one; the earlier ones keep the old.
-	buf := make([]byte, 0, 16*len(img.Columns))
+// value from prev. The rendered values share one buffer, sized once (a large text value is
+// copied once), and the column list is t's when it is the same as the last one.
+func rowFrom(t *tableModel, img *avro.Row, unchanged []string, prev *row) *row {
+	r := &row{Cols: t.columns(img.Columns), Vals: make([]json.RawMessage, len(img.Columns))}
+	size := 0
+	for _, v := range img.Values {
+		size += valueBound(v)
+	}
+	buf := make([]byte, 0, size)
 	for i, c := range img.Columns {
 		if len(unchanged) > 0 && contains(unchanged, c) {
 			if v, ok := prev.get(c); ok {
@@ -53,8 +56,8 @@ func rowFrom(img *avro.Row, unchanged []string, prev *row) *row {
 			}
 		}
 		start := len(buf)
-		buf = appendJSONValue(buf, img.Values[i])
-		r.Vals[i] = buf[start:len(buf):len(buf)]
+		buf = appendValue(buf, img.Values[i])
+		r.Vals[i] = buf[start:len(buf):len(buf)] // a later append that grows buf leaves it be
 	}
 	return r
 }
@@ -124,12 +127,147 @@ type pending struct {
 	Existed        bool   `json:"existed,omitempty"`
 }
 
+// encodeState returns the JSON of s that Pebble and the changelog keep, written into one
+// buffer allocated once (a state with a large value is not grown through an encoder's doubling
+// buffer), and points the large values of s (shareMin bytes or more) into that buffer, so that
+// the state and its encoding share one copy of them. s must be the caller's own (an overlay
+// state): its rows are replaced, never changed (rows are shared with the committed state).
+// The JSON is what encoding/json reads into rootState; values are written as they are (json.Marshal
+// would write "<" in a value as "\u003c").
 func encodeState(s *rootState) ([]byte, error) {
-	b, err := appendState(make([]byte, 0, 512), s)
-	if err != nil {
+	if err := checkValues(s); err != nil {
 		return nil, fmt.Errorf("encode root state: %w", err)
 	}
-	return b, nil
+	tables := slices.Sorted(maps.Keys(s.Subs))
+	keys := make([][]string, len(tables))
+	for i, t := range tables {
+		keys[i] = slices.Sorted(maps.Keys(s.Subs[t]))
+	}
+	b := make([]byte, 0, stateBound(s, tables, keys))
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, s.Version, 10)
+	b = append(b, `,"applied":`...)
+	b = strconv.AppendUint(b, s.Applied, 10)
+	if s.Root != nil {
+		b = append(b, `,"root":`...)
+		b, s.Root = appendRow(b, s.Root)
+	}
+	if s.Gone {
+		b = append(b, `,"gone":true`...)
+	}
+	if len(s.Subs) > 0 {
+		b = append(b, `,"subs":{`...)
+		for i, t := range tables {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(appendQuoted(b, t), ':')
+			rows := s.Subs[t]
+			if rows == nil {
+				b = append(b, "null"...) // as encoding/json writes a nil map
+				continue
+			}
+			b = append(b, '{')
+			for j, k := range keys[i] {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(appendQuoted(b, k), ':')
+				b, rows[k] = appendRow(b, rows[k])
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if p := s.Pending; p != nil {
+		b = append(b, `,"pending":{"lsn":`...)
+		b = strconv.AppendUint(b, p.LSN, 10)
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"created", p.Created}, {"hard_deleted", p.HardDeleted}, {"was_soft_deleted", p.WasSoftDeleted}, {"existed", p.Existed}} {
+			if f.set {
+				b = append(append(append(b, `,"`...), f.name...), `":true`...)
+			}
+		}
+		b = append(b, '}')
+	}
+	if len(s.Last) > 0 {
+		b = append(b, `,"last":`...)
+		start := len(b)
+		b = append(b, s.Last...)
+		if len(s.Last) >= shareMin {
+			s.Last = b[start:len(b):len(b)]
+		}
+	}
+	if s.Partial {
+		b = append(b, `,"partial":true`...)
+	}
+	return append(b, '}'), nil
+}
+
+// shareMin is the size from which encodeState points a state's value into the encoding.
+const shareMin = 4 << 10
+
+// appendRow appends the JSON of r and returns r, or a copy of r whose large values point into
+// b when b had room for them (the two are equal).
+func appendRow(b []byte, r *row) ([]byte, *row) {
+	if r == nil {
+		return append(b, "null"...), nil
+	}
+	b = append(b, `{"c":[`...)
+	for i, c := range r.Cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, c)
+	}
+	b = append(b, `],"v":[`...)
+	shared := r
+	for i, v := range r.Vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if len(v) == 0 {
+			b = append(b, "null"...)
+			continue
+		}
+		start, before := len(b), cap(b)
+		b = append(b, v...)
+		if len(v) >= shareMin && cap(b) == before {
+			if shared == r {
+				shared = &row{Cols: r.Cols, Vals: slices.Clone(r.Vals)}
+			}
+			shared.Vals[i] = b[start:len(b):len(b)]
+		}
+	}
+	return append(b, ']', '}'), shared
+}
+
+// stateBound bounds the length of encodeState's JSON of s.
+func stateBound(s *rootState, tables []string, keys [][]string) int {
+	const numbers = 2 * 20 // version, applied
+	const pending = 128    // lsn and flags
+	n := len(`{"version":,"applied":,"root":,"gone":true,"subs":{},"last":,"partial":true}`) + numbers + pending
+	n += rowJSONBound(s.Root) + len(s.Last)
+	for i, t := range tables {
+		n += quotedLen(t) + 3
+		for _, k := range keys[i] {
+			n += quotedLen(k) + 2 + rowJSONBound(s.Subs[t][k])
+		}
+	}
+	return n
+}
+
+func rowJSONBound(r *row) int {
+	n := len(`{"c":[],"v":[]}`) + 4
+	if r == nil {
+		return n
+	}
+	for i, c := range r.Cols {
+		n += quotedLen(c) + 1 + max(len(r.Vals[i]), 4) + 1
+	}
+	return n
 }
 
 func decodeState(b []byte) (*rootState, error) {
@@ -182,4 +320,31 @@ func changelogKey(eventPrefix, key string) []byte {
 	b = append(b, eventPrefix...)
 	b = append(b, 0)
 	return append(b, key...)
+}
+
+// checkValues refuses a state holding an empty value, which is no JSON (encoding/json refuses it
+// too): written as it is, the state would not decode again at restore.
+func checkValues(s *rootState) error {
+	check := func(r *row) error {
+		if r == nil {
+			return nil
+		}
+		for i, v := range r.Vals {
+			if v != nil && len(v) == 0 { // nil is written as null, as encoding/json does
+				return fmt.Errorf("column %s: empty value", r.Cols[i])
+			}
+		}
+		return nil
+	}
+	if err := check(s.Root); err != nil {
+		return err
+	}
+	for t, rows := range s.Subs {
+		for k, r := range rows {
+			if err := check(r); err != nil {
+				return fmt.Errorf("%s %s: %w", t, k, err)
+			}
+		}
+	}
+	return nil
 }

@@ -10,7 +10,7 @@ import (
 
 // TestAppendStateMatchesMarshal: the hand-written state encoding is the same JSON value as
 // json.Marshal's, for states that set every field, and the same bytes where no string needs HTML
-// escaping. It fails when rootState, row or pending gain a field appendState does not
+// escaping. It fails when rootState, row or pending gain a field encodeState does not
 // write.
 func TestAppendStateMatchesMarshal(t *testing.T) {
 	known := map[reflect.Type][]string{
@@ -24,7 +24,7 @@ func TestAppendStateMatchesMarshal(t *testing.T) {
 			tags = append(tags, f.Tag.Get("json"))
 		}
 		if !slices.Equal(tags, want) {
-			t.Fatalf("%s has the JSON fields %q; appendState (stateenc.go) writes %q: add the new field there and here", typ, tags, want)
+			t.Fatalf("%s has the JSON fields %q; encodeState (state.go) writes %q: add the new field there and here", typ, tags, want)
 		}
 	}
 
@@ -52,7 +52,7 @@ func TestAppendStateMatchesMarshal(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Compared as JSON values: json.Marshal HTML-escapes inside row values ("<" as
-			// \u003c), which appendState leaves as rendered.
+			// \u003c), which encodeState leaves as rendered.
 			var a, b any
 			if err := json.Unmarshal(got, &a); err != nil {
 				t.Fatal(err)

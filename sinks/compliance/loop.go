@@ -327,7 +327,11 @@ func (d *snapshotDecoder) decode(ctx context.Context, rec *kgo.Record) (avro.Sna
 		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d is not a walhook.Snapshot record; only the bubble-up stage may write to snapshot topics",
 			rec.Topic, rec.Partition, rec.Offset)
 	}
-	snap, err := avro.DecodeSnapshot(body)
+	decode := avro.DecodeSnapshot
+	if chunked.Reassembled(rec) {
+		decode = avro.DecodeSnapshotShared // the record's own buffer: no second copy of a large payload
+	}
+	snap, err := decode(body)
 	if err != nil {
 		return avro.Snapshot{}, fmt.Errorf("compliance: %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}

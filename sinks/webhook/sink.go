@@ -557,6 +557,11 @@ func (s *Sink) decodeSnapshot(ctx context.Context, r *kgo.Record) (avro.Snapshot
 	if err != nil {
 		return avro.Snapshot{}, err
 	}
+	if chunked.Reassembled(r) {
+		// The value is the record's own buffer, as large as the payload: the payload stays
+		// in it rather than being copied.
+		return avro.DecodeSnapshotShared(body)
+	}
 	return avro.DecodeSnapshot(body)
 }
 
