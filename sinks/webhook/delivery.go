@@ -79,6 +79,14 @@ const (
 	HeaderPayloadOmitted = "walhook-payload-omitted"
 )
 
+// The canonical forms of the header names (http.CanonicalHeaderKey), as they go on the wire.
+const (
+	canonicalEventType      = "Walhook-Event-Type"
+	canonicalVersion        = "Walhook-Version"
+	canonicalAttempt        = "Walhook-Attempt"
+	canonicalPayloadOmitted = "Walhook-Payload-Omitted"
+)
+
 // sender makes one attempt: it builds the body and headers, signs, sends and classifies.
 type sender struct {
 	http       *http.Client
@@ -99,8 +107,8 @@ type attempt struct {
 	thin    bool           // a thin event was sent: the body was above deliver.max_payload_bytes
 }
 
-// send makes one attempt of snap to sub. It never retries.
-func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapshot, n int) attempt {
+// send makes one attempt n of snap to sub, with webhook-id id (MessageID). It never retries.
+func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapshot, id string, n int) attempt {
 	now := s.now()
 	res := attempt{at: now}
 	if sub.Tenant != snap.Tenant {
@@ -129,26 +137,32 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 	}
 	ctx, cancel := context.WithTimeout(withPlain(ctx, u.Scheme == "http"), s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, sub.Method, u.String(), bytes.NewReader(body))
+	// The URL is already parsed (checkURL): the request takes it as it is rather than parsing
+	// its string form again.
+	req, err := http.NewRequestWithContext(ctx, sub.Method, "", bytes.NewReader(body))
 	if err != nil {
 		res.err = &DeliveryError{Kind: Permanent, Err: err}
 		return res
 	}
+	req.URL, req.Host = u, u.Host
+	h := make(http.Header, len(sub.Headers)+9)
+	req.Header = h
 	for k, v := range sub.Headers {
-		req.Header.Set(k, v)
+		h.Set(k, v)
 	}
-	id := MessageID(sub.UUID, snap.RootType, snap.Key, snap.Version)
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", s.userAgent)
-	h.Set("webhook-id", id)
-	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	h.Set("webhook-signature", sg.sign(id, now, body))
-	h.Set(HeaderEventType, snap.EventType)
-	h.Set(HeaderVersion, strconv.FormatInt(snap.Version, 10))
-	h.Set(HeaderAttempt, strconv.Itoa(n))
+	// The names are in canonical form already (http.CanonicalHeaderKey), so they are set
+	// without canonicalizing them on every request; they go on the wire as Header.Set would
+	// put them.
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{s.userAgent}
+	h["Webhook-Id"] = []string{id}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(now.Unix(), 10)}
+	h["Webhook-Signature"] = []string{sg.sign(id, now, body)}
+	h[canonicalEventType] = []string{snap.EventType}
+	h[canonicalVersion] = []string{strconv.FormatInt(snap.Version, 10)}
+	h[canonicalAttempt] = []string{strconv.Itoa(n)}
 	if res.thin {
-		h.Set(HeaderPayloadOmitted, "size")
+		h[canonicalPayloadOmitted] = []string{"size"}
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		h.Set(tracing.Header, string(tracing.Append(make([]byte, 0, 55), sc)))
@@ -160,12 +174,30 @@ func (s *sender) send(ctx context.Context, sub *Subscription, snap *avro.Snapsho
 		res.err = classifyTransport(err)
 		return res
 	}
-	res.body, _ = io.ReadAll(io.LimitReader(resp.Body, ResponseBodyBytes))
+	res.body = readResponseBody(resp)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	_ = resp.Body.Close()
 	res.status = resp.StatusCode
 	res.err = classifyStatus(resp, s.now())
 	return res
+}
+
+// readResponseBody returns the first ResponseBodyBytes of resp's body, nil when it is empty
+// (most receivers answer 2xx without a body: no buffer is allocated for them).
+func readResponseBody(resp *http.Response) []byte {
+	if resp.ContentLength == 0 {
+		return nil
+	}
+	size := int64(ResponseBodyBytes)
+	if resp.ContentLength > 0 {
+		size = min(size, resp.ContentLength)
+	}
+	buf := make([]byte, size)
+	n, _ := io.ReadFull(resp.Body, buf)
+	if n == 0 {
+		return nil
+	}
+	return buf[:n]
 }
 
 // ThinBody is the body of a thin event: what a subscription with oversize "thin" receives
@@ -190,9 +222,18 @@ func ThinBody(snap *avro.Snapshot, size, limit int) []byte {
 	return append(b, '}')
 }
 
+// appendJSONString appends s as a JSON string, as encoding/json writes it: plain ASCII as it is,
+// anything that needs escaping (quotes, control characters, <, >, &, non-ASCII) through json.
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string: cannot fail
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string: cannot fail
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // buildBody is the request body: the snapshot payload as it is (bare), or the legacy envelope.

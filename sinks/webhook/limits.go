@@ -433,7 +433,7 @@ func (e *endpoints) do(ep *endpoint, t *task, pause time.Duration, open bool, op
 	if s.tracer != nil {
 		a = s.tracedSend(sub, t)
 	} else {
-		a = s.sender.send(s.ctx, sub, &t.snap, t.job.Attempt)
+		a = s.sender.send(s.ctx, sub, &t.snap, t.webhookID(), t.job.Attempt)
 	}
 	ended(&a)
 	if s.ctx.Err() != nil {

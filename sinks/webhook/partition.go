@@ -27,6 +27,16 @@ type task struct {
 	sub     *Subscription // set when queued at the endpoint
 	timer   *time.Timer   // while held until due; owned by the partition goroutine
 	trace   []byte        // traceparent of the consumed record; nil when tracing is disabled
+	id      string        // webhookID's, once computed
+}
+
+// webhookID is the delivery's webhook-id (MessageID), computed once: the request and its
+// attempt-log record both carry it. Only the task's current owner calls it.
+func (t *task) webhookID() string {
+	if t.id == "" {
+		t.id = MessageID(t.job.Subscription, t.snap.RootType, t.snap.Key, t.snap.Version)
+	}
+	return t.id
 }
 
 // recState counts a consumed record's unfinished tasks.

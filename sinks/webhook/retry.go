@@ -87,7 +87,7 @@ func (s *Sink) finish(t *task, sub *Subscription, a attempt) {
 		return // shutting down: the task stays unfinished and is redone after restart
 	}
 	log := Attempt{
-		Subscription: t.job.Subscription, WebhookID: MessageID(t.job.Subscription, t.snap.RootType, t.snap.Key, t.snap.Version),
+		Subscription: t.job.Subscription, WebhookID: t.webhookID(),
 		Attempt: t.job.Attempt, Time: a.at, Status: a.status, LatencyMS: float64(a.latency.Microseconds()) / 1000,
 		EventType: t.snap.EventType, RootKey: t.snap.Key, Version: t.snap.Version,
 		Tenant: t.snap.Tenant, ResponseBody: string(a.body),
@@ -149,7 +149,7 @@ func (s *Sink) finishWithout(t *task, outcome string, reason string) {
 	}
 	s.m.deliveries.WithLabelValues(outcome, "none").Inc()
 	rec := s.attemptRecord(Attempt{Subscription: t.job.Subscription,
-		WebhookID: MessageID(t.job.Subscription, t.snap.RootType, t.snap.Key, t.snap.Version),
+		WebhookID: t.webhookID(),
 		Attempt:   t.job.Attempt, Time: s.now(), Outcome: outcome, Error: reason,
 		EventType: t.snap.EventType, RootKey: t.snap.Key, Version: t.snap.Version, Tenant: t.snap.Tenant})
 	s.produceThen([]*kgo.Record{rec}, func() { t.part.post(event{t: t}) })

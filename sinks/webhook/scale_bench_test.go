@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/walhook/walhook/avro"
@@ -314,14 +316,21 @@ func p99(rcvs []*scaleReceiver) time.Duration {
 	return all[len(all)*99/100]
 }
 
-// benchScaleBare posts n requests to the receivers with a bare http.Client, round-robin, with
-// up to perHost requests in flight per receiver and at most 128 in all (more goroutines only
-// contend for this machine's two cores), after a warm-up that opens the connections: the
-// receivers' capacity as this machine sees it.
+// benchScaleBare posts n requests to the receivers with a bare http.Client, round-robin, after
+// a warm-up that opens the connections: the receivers' capacity as this machine sees it, for the
+// same work the sink does per delivery and with the same concurrency budget. Each request is
+// what the sink sends: the same payload, signed with Standard Webhooks (secret, webhook-id,
+// timestamp and signature headers) and with the sink's other headers; up to perHost requests are
+// in flight per receiver (the sink's deliver.endpoint_concurrency), so that on ten hosts the
+// bare client may use ten times one host's concurrency, as the sink may.
 func benchScaleBare(b *testing.B, urls []string, n, perHost int) float64 {
-	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: perHost, MaxConnsPerHost: perHost}}
+	wh, err := standardwebhooks.NewWebhook(webhook.NewSecret())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: perHost, MaxConnsPerHost: perHost}}
 	defer cl.CloseIdleConnections()
-	goroutines := min(len(urls)*perHost, 128)
+	goroutines := len(urls) * perHost
 	run := func(n int) time.Duration {
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -329,13 +338,11 @@ func benchScaleBare(b *testing.B, urls []string, n, perHost int) float64 {
 		for i := range goroutines {
 			url := urls[i%len(urls)] + "/bare"
 			wg.Go(func() {
-				for next.Add(1) <= int64(n) {
-					resp, err := cl.Post(url, "application/json", bytes.NewReader(scalePayload("bare")))
-					if err != nil {
+				for k := next.Add(1); k <= int64(n); k = next.Add(1) {
+					if err := scaleBareSend(cl, wh, url, k); err != nil {
 						b.Error(err)
 						return
 					}
-					resp.Body.Close()
 				}
 			})
 		}
@@ -344,6 +351,36 @@ func benchScaleBare(b *testing.B, urls []string, n, perHost int) float64 {
 	}
 	run(2 * goroutines)
 	return float64(n) / run(n).Seconds()
+}
+
+// scaleBareSend is one request of the bare client: what the sink sends for a delivery.
+func scaleBareSend(cl *http.Client, wh *standardwebhooks.Webhook, url string, k int64) error {
+	body := scalePayload(strconv.FormatInt(k, 10))
+	id := webhook.MessageID("bare", "incident.instance", strconv.FormatInt(k, 10), 1)
+	now := time.Now()
+	sig, err := wh.Sign(id, now, body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "walhook-bench")
+	h.Set("webhook-id", id)
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("webhook-signature", sig)
+	h.Set(webhook.HeaderEventType, "incident_instance_updated")
+	h.Set(webhook.HeaderVersion, "1")
+	h.Set(webhook.HeaderAttempt, "1")
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 // produceMany produces snaps asynchronously (a burst), with the current WAL position as their

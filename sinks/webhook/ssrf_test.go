@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"errors"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -45,6 +46,33 @@ func TestMessageIDIsStableAndDistinct(t *testing.T) {
 		MessageID("u1", "incident.instance", "1342", 2), MessageID("u1", "incident.instance|134", "", 2)} {
 		if a == b {
 			t.Fatalf("collision %s", a)
+		}
+	}
+}
+
+// TestHeaderNamesAreCanonical: send sets these names without canonicalizing them.
+func TestHeaderNamesAreCanonical(t *testing.T) {
+	for name, canonical := range map[string]string{HeaderEventType: canonicalEventType, HeaderVersion: canonicalVersion,
+		HeaderAttempt: canonicalAttempt, HeaderPayloadOmitted: canonicalPayloadOmitted} {
+		if got := http.CanonicalHeaderKey(name); got != canonical {
+			t.Errorf("canonical form of %s is %s, not %s", name, got, canonical)
+		}
+	}
+}
+
+// TestMessageIDNeverChanges: receivers deduplicate by webhook-id, so a version's id must be the
+// same in every walhook release (values computed by the first implementation).
+func TestMessageIDNeverChanges(t *testing.T) {
+	for _, c := range []struct {
+		sub, root, key string
+		version        int64
+		want           string
+	}{
+		{"3f0c1a4e-8b2d-4c6f-9a1e-2b7d5c8e9f01", "incident.instance", "134", 7, "msg_4lhmua4o7w5w2bp5h64clgbuiu"},
+		{"", "", "", 0, "msg_jiwsw656pdki5fy6iqxnipoon4"},
+	} {
+		if got := MessageID(c.sub, c.root, c.key, c.version); got != c.want {
+			t.Errorf("MessageID(%q, %q, %q, %d) = %s; it was %s", c.sub, c.root, c.key, c.version, got, c.want)
 		}
 	}
 }

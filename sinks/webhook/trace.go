@@ -45,7 +45,7 @@ func (s *Sink) tracedSend(sub *Subscription, t *task) attempt {
 			attribute.String("walhook.event_type", t.snap.EventType), attribute.String("walhook.root_key", t.snap.Key),
 			attribute.Int64("walhook.version", t.snap.Version)))
 	defer span.End()
-	a := s.sender.send(ctx, sub, &t.snap, t.job.Attempt)
+	a := s.sender.send(ctx, sub, &t.snap, t.webhookID(), t.job.Attempt)
 	span.SetAttributes(attribute.Int("http.response.status_code", a.status))
 	if a.err != nil {
 		span.SetStatus(codes.Error, a.err.Kind.String())
