@@ -135,9 +135,6 @@ type pending struct {
 // The JSON is what encoding/json reads into rootState; values are written as they are (json.Marshal
 // would write "<" in a value as "\u003c").
 func encodeState(s *rootState) ([]byte, error) {
-	if err := checkValues(s); err != nil {
-		return nil, fmt.Errorf("encode root state: %w", err)
-	}
 	tables := slices.Sorted(maps.Keys(s.Subs))
 	keys := make([][]string, len(tables))
 	for i, t := range tables {
@@ -150,7 +147,10 @@ func encodeState(s *rootState) ([]byte, error) {
 	b = strconv.AppendUint(b, s.Applied, 10)
 	if s.Root != nil {
 		b = append(b, `,"root":`...)
-		b, s.Root = appendRow(b, s.Root)
+		var err error
+		if b, s.Root, err = appendRow(b, s.Root); err != nil {
+			return nil, fmt.Errorf("encode root state: root: %w", err)
+		}
 	}
 	if s.Gone {
 		b = append(b, `,"gone":true`...)
@@ -173,7 +173,10 @@ func encodeState(s *rootState) ([]byte, error) {
 					b = append(b, ',')
 				}
 				b = append(appendQuoted(b, k), ':')
-				b, rows[k] = appendRow(b, rows[k])
+				var err error
+				if b, rows[k], err = appendRow(b, rows[k]); err != nil {
+					return nil, fmt.Errorf("encode root state: %s %s: %w", t, k, err)
+				}
 			}
 			b = append(b, '}')
 		}
@@ -211,9 +214,9 @@ const shareMin = 4 << 10
 
 // appendRow appends the JSON of r and returns r, or a copy of r whose large values point into
 // b when b had room for them (the two are equal).
-func appendRow(b []byte, r *row) ([]byte, *row) {
+func appendRow(b []byte, r *row) ([]byte, *row, error) {
 	if r == nil {
-		return append(b, "null"...), nil
+		return append(b, "null"...), nil, nil
 	}
 	b = append(b, `{"c":[`...)
 	for i, c := range r.Cols {
@@ -228,9 +231,12 @@ func appendRow(b []byte, r *row) ([]byte, *row) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if len(v) == 0 {
-			b = append(b, "null"...)
+		if v == nil {
+			b = append(b, "null"...) // as encoding/json writes a nil RawMessage
 			continue
+		}
+		if len(v) == 0 { // no JSON: written as it is, the state would not decode at restore
+			return b, r, fmt.Errorf("column %s: empty value", r.Cols[i])
 		}
 		start, before := len(b), cap(b)
 		b = append(b, v...)
@@ -241,7 +247,7 @@ func appendRow(b []byte, r *row) ([]byte, *row) {
 			shared.Vals[i] = b[start:len(b):len(b)]
 		}
 	}
-	return append(b, ']', '}'), shared
+	return append(b, ']', '}'), shared, nil
 }
 
 // stateBound bounds the length of encodeState's JSON of s.
@@ -320,31 +326,4 @@ func changelogKey(eventPrefix, key string) []byte {
 	b = append(b, eventPrefix...)
 	b = append(b, 0)
 	return append(b, key...)
-}
-
-// checkValues refuses a state holding an empty value, which is no JSON (encoding/json refuses it
-// too): written as it is, the state would not decode again at restore.
-func checkValues(s *rootState) error {
-	check := func(r *row) error {
-		if r == nil {
-			return nil
-		}
-		for i, v := range r.Vals {
-			if v != nil && len(v) == 0 { // nil is written as null, as encoding/json does
-				return fmt.Errorf("column %s: empty value", r.Cols[i])
-			}
-		}
-		return nil
-	}
-	if err := check(s.Root); err != nil {
-		return err
-	}
-	for t, rows := range s.Subs {
-		for k, r := range rows {
-			if err := check(r); err != nil {
-				return fmt.Errorf("%s %s: %w", t, k, err)
-			}
-		}
-	}
-	return nil
 }

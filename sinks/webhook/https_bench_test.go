@@ -158,22 +158,32 @@ func httpsBare(b *testing.B, ca *testCA, n int) httpsPhase {
 	return finishPhase(b, "bare", rcvs, 0, n, start, start, cpu0)
 }
 
-func bareSend(cl *http.Client, url string, wh *standardwebhooks.Webhook, key int) error {
-	payload := snap(strconv.Itoa(key), "t", 1).Payload
-	id := fmt.Sprintf("msg_bare_%d", key)
+// signedRequest is a bare client's POST of body to url, signed with Standard Webhooks as the
+// sink signs it.
+func signedRequest(wh *standardwebhooks.Webhook, url, id string, body []byte) (*http.Request, error) {
 	now := time.Now()
-	sig, err := wh.Sign(id, now, payload)
+	sig, err := wh.Sign(id, now, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
+	return req, nil
+}
+
+func bareSend(cl *http.Client, url string, wh *standardwebhooks.Webhook, key int) error {
+	payload := snap(strconv.Itoa(key), "t", 1).Payload
+	id := fmt.Sprintf("msg_bare_%d", key)
+	req, err := signedRequest(wh, url, id, payload)
+	if err != nil {
+		return err
+	}
 	resp, err := cl.Do(req)
 	if err != nil {
 		return err

@@ -357,21 +357,12 @@ func benchScaleBare(b *testing.B, urls []string, n, perHost int) float64 {
 func scaleBareSend(cl *http.Client, wh *standardwebhooks.Webhook, url string, k int64) error {
 	body := scalePayload(strconv.FormatInt(k, 10))
 	id := webhook.MessageID("bare", "incident.instance", strconv.FormatInt(k, 10), 1)
-	now := time.Now()
-	sig, err := wh.Sign(id, now, body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req, err := signedRequest(wh, url, id, body)
 	if err != nil {
 		return err
 	}
 	h := req.Header
-	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "walhook-bench")
-	h.Set("webhook-id", id)
-	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	h.Set("webhook-signature", sig)
 	h.Set(webhook.HeaderEventType, "incident_instance_updated")
 	h.Set(webhook.HeaderVersion, "1")
 	h.Set(webhook.HeaderAttempt, "1")
